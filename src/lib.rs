@@ -1,0 +1,2 @@
+//! segd: an in-memory, real-time customer segmentation engine.
+pub mod segment;
