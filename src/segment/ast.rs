@@ -187,7 +187,9 @@ pub enum Rule {
         span: Span,
     },
     /// `in segment "name"`.
-    InSegment { segment: String },
+    InSegment {
+        segment: String,
+    },
     /// `random bucket 10%`: a stable pseudo-random share of profiles, salted per
     /// segment (or by `salt` when given). `percent` is 0..=100 with at most two decimals.
     RandomBucket {

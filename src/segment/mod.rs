@@ -1,5 +1,17 @@
 //! Segment rules: one AST, parsed from JSON or text, validated, compiled.
+//!
+//! Pipeline: text (`parser`) or JSON (serde) → [`ast::Rule`] → `compile` (validated
+//! against the schema) → [`compile::Condition`] → `evaluate` (bitmap plan over a shard,
+//! or one profile). `printer` turns any AST back into text; `reference` is a naive
+//! evaluator used by tests to check the other two.
 pub mod ast;
+pub mod behavior;
+pub mod compile;
+pub mod evaluate;
+pub mod parser;
+pub mod printer;
+pub mod reference;
+pub mod registry;
 
 /// Explicit limits on rules; each has its own error.
 pub mod limits {

@@ -1,0 +1,1238 @@
+//! The engine: shards, schema, identity map and segment registry, and every operation
+//! on them (the library API the HTTP layer and the tools call).
+//!
+//! Lock order, always: registry → schema → one shard at a time. Whole-population work
+//! (segment create/edit, previews, counts) holds a shard's *upgradable read* lock while
+//! it computes, so lookups on that shard continue, and takes the write lock only to
+//! apply the result; other shards are untouched.
+
+use crate::clock::{Clock, SystemClock};
+use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
+use crate::segment::ast::Rule;
+use crate::segment::compile::{compile, CompileContext, RuleError};
+use crate::segment::evaluate::{matches, matching};
+use crate::segment::parser::{normalize, parse_rule, ParseError};
+use crate::segment::registry::{
+    Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
+};
+use crate::store::schema::{Schema, MAX_COLUMNS};
+use crate::store::shard::Shard;
+use crate::store::value::{coerce_json, flatten_traits, TraitType, TraitValue, ValueError};
+use dashmap::DashMap;
+use parking_lot::{RwLock, RwLockUpgradableReadGuard};
+use roaring::{MultiOps, RoaringBitmap};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use thiserror::Error;
+
+/// Longest identifier (userId, anonymousId), in bytes.
+pub const MAX_IDENTIFIER_BYTES: usize = 512;
+/// Most profiles returned by one members page.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+/// Most profiles in one static add/remove/replace request.
+pub const MAX_STATIC_EDIT: usize = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct EngineOptions {
+    pub shards: usize,
+    /// Traits whose values identify a profile (e.g. `email`).
+    pub identity_traits: Vec<String>,
+    pub event_retention_ms: i64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            shards: 16,
+            identity_traits: Vec::new(),
+            event_retention_ms: 90 * 86_400_000,
+        }
+    }
+}
+
+/// Every way an engine call can fail. All are the caller's fault except `Internal`.
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Value(#[from] ValueError),
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("{0}")]
+    Parse(#[from] ParseError),
+    #[error("no segment with id {0}")]
+    SegmentNotFound(String),
+    #[error("no profile `{0}`")]
+    ProfileNotFound(String),
+    #[error("a segment named `{0}` exists already — pick another name or update that one")]
+    DuplicateSegmentName(String),
+    #[error("segment name must be 1 to {MAX_SEGMENT_NAME_BYTES} bytes of printable text")]
+    BadSegmentName,
+    #[error("the engine holds the maximum of {MAX_SEGMENTS} segments — delete unused ones first")]
+    TooManySegments,
+    #[error(
+        "the store holds the maximum of {MAX_COLUMNS} distinct traits; `{0}` would add another"
+    )]
+    TooManyTraits(String),
+    #[error("segment `{0}` is {1}; this operation needs a {2} segment")]
+    WrongSegmentKind(String, &'static str, &'static str),
+    #[error("segment `{segment}` is used by `{used_by}` — change or delete that segment first")]
+    SegmentInUse { segment: String, used_by: String },
+    #[error("defining this rule would make a cycle of segment references through `{0}`")]
+    Cycle(String),
+    #[error("a message needs a userId or an anonymousId")]
+    MissingIdentifier,
+    #[error("identifier is longer than {MAX_IDENTIFIER_BYTES} bytes or empty")]
+    BadIdentifier,
+    #[error("{what} has {count} entries; the limit is {limit}")]
+    TooMany {
+        what: &'static str,
+        count: usize,
+        limit: usize,
+    },
+    #[error("bad cursor `{0}` — pass back the `next_cursor` of the previous page")]
+    BadCursor(String),
+}
+
+impl EngineError {
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EngineError::Value(_) => "invalid_trait",
+            EngineError::Rule(error) => error.code(),
+            EngineError::Parse(error) => error.code(),
+            EngineError::SegmentNotFound(_) => "segment_not_found",
+            EngineError::ProfileNotFound(_) => "profile_not_found",
+            EngineError::DuplicateSegmentName(_) => "duplicate_segment_name",
+            EngineError::BadSegmentName => "bad_segment_name",
+            EngineError::TooManySegments => "too_many_segments",
+            EngineError::TooManyTraits(_) => "too_many_traits",
+            EngineError::WrongSegmentKind(..) => "wrong_segment_kind",
+            EngineError::SegmentInUse { .. } => "segment_in_use",
+            EngineError::Cycle(_) => "rule_segment_cycle",
+            EngineError::MissingIdentifier => "missing_identifier",
+            EngineError::BadIdentifier => "bad_identifier",
+            EngineError::TooMany { .. } => "too_many",
+            EngineError::BadCursor(_) => "bad_cursor",
+        }
+    }
+}
+
+/// A rule as sent by a client: text or the JSON AST.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(untagged)]
+pub enum RuleInput {
+    Text(String),
+    Ast(Rule),
+}
+
+impl RuleInput {
+    pub fn into_rule(self) -> Result<Rule, EngineError> {
+        match self {
+            RuleInput::Text(text) => Ok(normalize(parse_rule(&text)?)),
+            RuleInput::Ast(rule) => Ok(normalize(rule)),
+        }
+    }
+}
+
+/// How a profile is addressed from outside: `userId`, or `anon:<anonymousId>`.
+pub fn identity_key_for_external(external: &str) -> String {
+    match external.strip_prefix("anon:") {
+        Some(anonymous) => format!("a:{anonymous}"),
+        None => format!("u:{external}"),
+    }
+}
+
+/// Summary of a segment for listings.
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentSummary {
+    pub id: SegmentId,
+    pub name: String,
+    pub description: String,
+    pub version: u32,
+    #[serde(rename = "static")]
+    pub is_static: bool,
+    pub rule: Option<String>,
+    pub rule_ast: Option<Rule>,
+    pub count: u64,
+}
+
+/// A membership diff of one segment.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MembershipDiff {
+    pub entered: Vec<String>,
+    pub exited: Vec<String>,
+}
+
+/// Result of a preview.
+#[derive(Clone, Debug, Serialize)]
+pub struct Preview {
+    pub count: u64,
+    pub sample: Vec<String>,
+    pub took_us: u64,
+}
+
+/// A set-algebra expression over segments.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SetExpression {
+    Segment(SegmentId),
+    And(Vec<SetExpression>),
+    Or(Vec<SetExpression>),
+    AndNot(Box<SetExpression>, Box<SetExpression>),
+}
+
+/// A members page.
+#[derive(Clone, Debug, Serialize)]
+pub struct MembersPage {
+    pub members: Vec<String>,
+    pub next_cursor: Option<String>,
+}
+
+/// How a static segment is edited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StaticEdit {
+    Add,
+    Remove,
+    Replace,
+}
+
+/// One profile's membership change produced by an operation.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MembershipChange {
+    pub segment: SegmentId,
+    pub profile: ProfileRef,
+    pub entered: bool,
+}
+
+pub struct Engine {
+    options: EngineOptions,
+    shards: Vec<RwLock<Shard>>,
+    schema: RwLock<Schema>,
+    identities: DashMap<Box<str>, ProfileRef>,
+    registry: RwLock<Registry>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Engine")
+            .field("shards", &self.shards.len())
+            .field("profiles", &self.identities.len())
+            .finish()
+    }
+}
+
+/// Validated trait updates for one message, ready to apply.
+struct PreparedTraits {
+    /// (trait name, column type to create/use, value or removal)
+    assignments: Vec<(String, TraitType, Option<TraitValue>)>,
+    widen: Vec<String>,
+}
+
+impl Engine {
+    pub fn new(options: EngineOptions) -> Engine {
+        Engine::with_clock(options, Arc::new(SystemClock))
+    }
+
+    pub fn with_clock(options: EngineOptions, clock: Arc<dyn Clock>) -> Engine {
+        let shard_count = options.shards.clamp(1, 1024);
+        Engine {
+            shards: (0..shard_count)
+                .map(|index| RwLock::new(Shard::new(ShardId(index as u16))))
+                .collect(),
+            options,
+            schema: RwLock::new(Schema::default()),
+            identities: DashMap::new(),
+            registry: RwLock::new(Registry::default()),
+            clock,
+        }
+    }
+
+    pub fn options(&self) -> &EngineOptions {
+        &self.options
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    pub fn profile_count(&self) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().live.len())
+            .sum()
+    }
+
+    pub fn schema(&self) -> Schema {
+        self.schema.read().clone()
+    }
+
+    /// Runs `work` on every shard (read-locked), spread over the machine's cores.
+    pub fn map_shards<T: Send>(&self, work: impl Fn(&Shard) -> T + Sync) -> Vec<T> {
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(self.shards.len());
+        if workers <= 1 {
+            return self
+                .shards
+                .iter()
+                .map(|shard| work(&shard.read()))
+                .collect();
+        }
+        let next = AtomicUsize::new(0);
+        let mut results: Vec<Option<T>> = (0..self.shards.len()).map(|_| None).collect();
+        let slots: Vec<parking_lot::Mutex<&mut Option<T>>> =
+            results.iter_mut().map(parking_lot::Mutex::new).collect();
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    let index = next.fetch_add(1, Ordering::Relaxed);
+                    if index >= self.shards.len() {
+                        break;
+                    }
+                    let value = work(&self.shards[index].read());
+                    **slots[index].lock() = Some(value);
+                });
+            }
+        });
+        drop(slots);
+        results.into_iter().flatten().collect()
+    }
+
+    // ------------------------------------------------------------------ profiles
+
+    fn check_identifier(identifier: &str) -> Result<(), EngineError> {
+        if identifier.is_empty() || identifier.len() > MAX_IDENTIFIER_BYTES {
+            return Err(EngineError::BadIdentifier);
+        }
+        Ok(())
+    }
+
+    /// Validates traits against the schema without changing anything.
+    fn prepare_traits(
+        &self,
+        traits: &serde_json::Map<String, Value>,
+    ) -> Result<PreparedTraits, EngineError> {
+        let flattened = flatten_traits(traits)?;
+        let schema = self.schema.read();
+        let mut assignments = Vec::with_capacity(flattened.len());
+        let mut widen = Vec::new();
+        let mut new_names = 0;
+        for (name, value) in flattened {
+            let Some(value) = value else {
+                let trait_type = schema.lookup(&name).map_or(TraitType::String, |(_, t)| t);
+                assignments.push((name, trait_type, None));
+                continue;
+            };
+            match schema.lookup(&name) {
+                None => {
+                    new_names += 1;
+                    let trait_type = value.trait_type();
+                    assignments.push((name, trait_type, Some(value)));
+                }
+                Some((_, TraitType::Integer)) if matches!(value, TraitValue::Float(f) if f.fract() != 0.0) =>
+                {
+                    widen.push(name.clone());
+                    assignments.push((name, TraitType::Float, Some(value)));
+                }
+                Some((_, column_type)) => {
+                    let original = lookup_original(traits, &name);
+                    let coerced = match original {
+                        Some(original) => coerce_json(&name, original, value, column_type)?,
+                        None => crate::store::value::coerce(&name, value, column_type)?,
+                    };
+                    assignments.push((name, column_type, Some(coerced)));
+                }
+            }
+        }
+        if schema.len() + new_names > MAX_COLUMNS {
+            let name = assignments.first().map(|a| a.0.clone()).unwrap_or_default();
+            return Err(EngineError::TooManyTraits(name));
+        }
+        drop(schema);
+        // A widening must keep every stored integer exact.
+        for name in &widen {
+            let id = self.schema.read().lookup(name).map(|(id, _)| id);
+            if let Some(id) = id {
+                let largest = self
+                    .shards
+                    .iter()
+                    .filter_map(|shard| shard.read().column(id).map(|c| c.max_integer_magnitude()))
+                    .max()
+                    .unwrap_or(0);
+                if largest > 1 << 53 {
+                    return Err(ValueError::NumberOutOfRange {
+                        name: name.clone(),
+                        value: largest.to_string(),
+                    }
+                    .into());
+                }
+            }
+        }
+        Ok(PreparedTraits { assignments, widen })
+    }
+
+    /// Creates columns and applies widenings; returns whether any column was new (so
+    /// rules naming it are recompiled).
+    fn apply_schema(&self, prepared: &PreparedTraits) -> bool {
+        let mut schema = self.schema.write();
+        let mut added = false;
+        for (name, trait_type, value) in &prepared.assignments {
+            if value.is_some() && schema.lookup(name).is_none() {
+                schema.add(name, *trait_type);
+                added = true;
+            }
+        }
+        for name in &prepared.widen {
+            if let Some((id, TraitType::Integer)) = schema.lookup(name) {
+                schema.widen_to_float(id);
+                for shard in &self.shards {
+                    if let Some(Some(column)) = shard.write().columns.get_mut(id.0 as usize) {
+                        column.widen_to_float();
+                    }
+                }
+            }
+        }
+        added
+    }
+
+    fn recompile_all(&self) {
+        let mut registry = self.registry.write();
+        let schema = self.schema.read();
+        let definitions: Vec<SegmentDefinition> = registry.all().map(|d| (**d).clone()).collect();
+        for mut definition in definitions {
+            if let SegmentKind::Dynamic { rule, condition } = &mut definition.kind {
+                let lookup = |name: &str| registry.id_of(name);
+                let context = CompileContext {
+                    schema: &schema,
+                    segment_lookup: &lookup,
+                    segment_name: Some(&definition.name),
+                    event_retention_ms: self.options.event_retention_ms,
+                };
+                if let Ok(fresh) = compile(rule, &context) {
+                    if fresh != **condition {
+                        **condition = fresh;
+                        registry.put(definition);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Finds the profile for an identity key.
+    pub fn resolve(&self, external_id: &str) -> Option<ProfileRef> {
+        self.identities
+            .get(identity_key_for_external(external_id).as_str())
+            .map(|entry| *entry)
+    }
+
+    fn shard_for_key(&self, key: &str) -> usize {
+        (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % self.shards.len() as u64) as usize
+    }
+
+    /// Sets traits on the profile known by `user_id` / `anonymous_id` (created when
+    /// new) and re-evaluates the segments that read them. Returns membership changes.
+    pub fn identify(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        traits: &serde_json::Map<String, Value>,
+    ) -> Result<(ProfileRef, Vec<MembershipChange>), EngineError> {
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(EngineError::MissingIdentifier);
+        }
+        for identifier in user_id.iter().chain(anonymous_id.iter()) {
+            Self::check_identifier(identifier)?;
+        }
+        let prepared = self.prepare_traits(traits)?;
+        if self.apply_schema(&prepared) {
+            self.recompile_all();
+        }
+        let keys: Vec<String> = user_id
+            .map(|id| format!("u:{id}"))
+            .into_iter()
+            .chain(anonymous_id.map(|id| format!("a:{id}")))
+            .collect();
+        let registry = self.registry.read();
+        let existing = keys
+            .iter()
+            .find_map(|key| self.identities.get(key.as_str()).map(|e| *e));
+        let (profile, created) = match existing {
+            Some(profile) => (profile, false),
+            None => {
+                let shard_index = self.shard_for_key(&keys[0]);
+                let mut shard = self.shards[shard_index].write();
+                let local = shard.allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
+                (
+                    ProfileRef {
+                        shard: shard.id,
+                        local,
+                    },
+                    true,
+                )
+            }
+        };
+        let mut shard = self.shards[profile.shard.0 as usize].write();
+        if !shard.is_live(profile.local) {
+            return Err(EngineError::ProfileNotFound(keys[0].clone()));
+        }
+        {
+            let identity = &mut shard.identities[profile.local.0 as usize];
+            if let Some(user_id) = user_id {
+                if identity.user_id.is_none() {
+                    identity.user_id = Some(user_id.into());
+                }
+            }
+            if let Some(anonymous_id) = anonymous_id {
+                if !identity
+                    .anonymous_ids
+                    .iter()
+                    .any(|id| &**id == anonymous_id)
+                {
+                    identity.anonymous_ids.push(anonymous_id.into());
+                }
+            }
+        }
+        for key in &keys {
+            self.identities
+                .entry(key.as_str().into())
+                .or_insert(profile);
+        }
+        let schema = self.schema.read();
+        let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
+        for (name, trait_type, value) in &prepared.assignments {
+            let Some((column_id, column_type)) = schema.lookup(name) else {
+                continue; // removing a trait nobody ever had
+            };
+            let _ = trait_type;
+            match value {
+                Some(value) => shard
+                    .column_mut(column_id, column_type)
+                    .set(profile.local.0, value),
+                None => {
+                    if let Some(Some(column)) = shard.columns.get_mut(column_id.0 as usize) {
+                        column.clear(profile.local.0);
+                    }
+                }
+            }
+            touched.push(name);
+        }
+        drop(schema);
+        let affected: Vec<SegmentId> = if created {
+            registry.order().to_vec()
+        } else {
+            ordered_union(
+                &registry,
+                touched.iter().map(|name| registry.affected_by_trait(name)),
+            )
+        };
+        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        Ok((profile, changes))
+    }
+
+    /// Re-evaluates `segments` (in dependency order) for one profile.
+    fn reevaluate(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        local: LocalId,
+        segments: &[SegmentId],
+    ) -> Vec<MembershipChange> {
+        let now_ms = self.clock.now_ms();
+        let mut changes = Vec::new();
+        for segment in segments {
+            let Some(condition) = registry.get(*segment).and_then(|d| d.condition()) else {
+                continue;
+            };
+            let member = matches(condition, shard, local, now_ms);
+            if shard.set_member(*segment, local, member) {
+                changes.push(MembershipChange {
+                    segment: *segment,
+                    profile: ProfileRef {
+                        shard: shard.id,
+                        local,
+                    },
+                    entered: member,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Deletes a profile everywhere; returns the segments it left.
+    pub fn delete_profile(&self, external_id: &str) -> Result<Vec<MembershipChange>, EngineError> {
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        let registry = self.registry.read();
+        let mut shard = self.shards[profile.shard.0 as usize].write();
+        let identity = shard.identities[profile.local.0 as usize].clone();
+        let identity_values: Vec<String> = self
+            .options
+            .identity_traits
+            .iter()
+            .filter_map(|name| {
+                let (column, _) = self.schema.read().lookup(name)?;
+                shard
+                    .column(column)?
+                    .get_str(profile.local.0)
+                    .map(|v| format!("t:{name}:{v}"))
+            })
+            .collect();
+        let left = shard.remove_profile(profile.local);
+        for key in identity
+            .user_id
+            .iter()
+            .map(|id| format!("u:{id}"))
+            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
+            .chain(identity_values)
+        {
+            self.identities
+                .remove_if(key.as_str(), |_, value| *value == profile);
+        }
+        // Segments that referenced the ones it left need no work: the profile is gone.
+        drop(registry);
+        Ok(left
+            .into_iter()
+            .map(|segment| MembershipChange {
+                segment,
+                profile,
+                entered: false,
+            })
+            .collect())
+    }
+
+    /// External id of a profile.
+    pub fn external_id(&self, profile: ProfileRef) -> Option<String> {
+        let shard = self.shards.get(profile.shard.0 as usize)?.read();
+        shard
+            .is_live(profile.local)
+            .then(|| shard.identities[profile.local.0 as usize].external_id())
+    }
+
+    /// A profile's traits as JSON (dotted names).
+    pub fn traits_of(
+        &self,
+        external_id: &str,
+    ) -> Result<serde_json::Map<String, Value>, EngineError> {
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        let schema = self.schema.read();
+        let shard = self.shards[profile.shard.0 as usize].read();
+        Ok(shard
+            .traits_of(profile.local)
+            .into_iter()
+            .map(|(column, value)| (schema.info(column).name.clone(), value.to_json()))
+            .collect())
+    }
+
+    // ------------------------------------------------------------------ segments
+
+    fn compile_for(
+        &self,
+        registry: &Registry,
+        name: Option<&str>,
+        rule: &Rule,
+    ) -> Result<crate::segment::compile::Condition, EngineError> {
+        let schema = self.schema.read();
+        let lookup = |segment: &str| registry.id_of(segment);
+        let context = CompileContext {
+            schema: &schema,
+            segment_lookup: &lookup,
+            segment_name: name,
+            event_retention_ms: self.options.event_retention_ms,
+        };
+        Ok(compile(rule, &context)?)
+    }
+
+    fn check_segment_name(name: &str) -> Result<(), EngineError> {
+        if name.trim().is_empty()
+            || name.len() > MAX_SEGMENT_NAME_BYTES
+            || name.chars().any(char::is_control)
+        {
+            return Err(EngineError::BadSegmentName);
+        }
+        Ok(())
+    }
+
+    /// Creates a dynamic segment (`rule: Some`) or a static one, computes its members and
+    /// returns its summary. Creating records no membership changes.
+    pub fn create_segment(
+        &self,
+        name: &str,
+        description: &str,
+        rule: Option<RuleInput>,
+    ) -> Result<SegmentSummary, EngineError> {
+        Self::check_segment_name(name)?;
+        let rule = rule.map(RuleInput::into_rule).transpose()?;
+        let id = {
+            let mut registry = self.registry.write();
+            if registry.id_of(name).is_some() {
+                return Err(EngineError::DuplicateSegmentName(name.to_string()));
+            }
+            if registry.len() >= MAX_SEGMENTS {
+                return Err(EngineError::TooManySegments);
+            }
+            let kind = match rule {
+                Some(rule) => {
+                    let condition = self.compile_for(&registry, Some(name), &rule)?;
+                    SegmentKind::Dynamic {
+                        rule: Box::new(rule),
+                        condition: Box::new(condition),
+                    }
+                }
+                None => SegmentKind::Static,
+            };
+            let id = registry.next_id();
+            let now_ms = self.clock.now_ms();
+            registry.put(SegmentDefinition {
+                id,
+                name: name.to_string(),
+                description: description.to_string(),
+                version: 1,
+                kind,
+                created_ms: now_ms,
+                updated_ms: now_ms,
+            });
+            id
+        };
+        self.recompute(id);
+        self.segment_summary(id)
+    }
+
+    /// Replaces a dynamic segment's rule (new version), recomputes it and everything
+    /// that references it; returns the diff of this segment.
+    pub fn update_segment(
+        &self,
+        id: SegmentId,
+        rule: RuleInput,
+        description: Option<&str>,
+    ) -> Result<(SegmentSummary, Vec<MembershipChange>), EngineError> {
+        let rule = rule.into_rule()?;
+        {
+            let mut registry = self.registry.write();
+            let current = registry
+                .get(id)
+                .ok_or_else(|| EngineError::SegmentNotFound(id.to_string()))?
+                .clone();
+            if current.is_static() {
+                return Err(EngineError::WrongSegmentKind(
+                    current.name.clone(),
+                    "static",
+                    "dynamic",
+                ));
+            }
+            let condition = self.compile_for(&registry, Some(&current.name), &rule)?;
+            let reads = crate::segment::registry::dependencies(&rule, &condition).segments;
+            if registry.would_cycle(id, &reads) {
+                return Err(EngineError::Cycle(current.name.clone()));
+            }
+            let mut updated = (*current).clone();
+            updated.kind = SegmentKind::Dynamic {
+                rule: Box::new(rule),
+                condition: Box::new(condition),
+            };
+            updated.version += 1;
+            updated.updated_ms = self.clock.now_ms();
+            if let Some(description) = description {
+                updated.description = description.to_string();
+            }
+            registry.put(updated);
+        }
+        let mut changes = self.recompute(id);
+        let dependents = self.registry.read().dependents_of(id).to_vec();
+        for dependent in dependents {
+            changes.extend(self.recompute(dependent));
+        }
+        Ok((self.segment_summary(id)?, changes))
+    }
+
+    /// Deletes a segment; refused while another segment references it.
+    pub fn delete_segment(&self, id: SegmentId) -> Result<(), EngineError> {
+        let mut registry = self.registry.write();
+        let definition = registry
+            .get(id)
+            .ok_or_else(|| EngineError::SegmentNotFound(id.to_string()))?
+            .clone();
+        if let Some(user) = registry.referenced_by(id).first() {
+            let used_by = registry
+                .get(*user)
+                .map(|d| d.name.clone())
+                .unwrap_or_default();
+            return Err(EngineError::SegmentInUse {
+                segment: definition.name.clone(),
+                used_by,
+            });
+        }
+        registry.remove(id);
+        for shard in &self.shards {
+            shard.write().drop_segment(id);
+        }
+        Ok(())
+    }
+
+    /// Recomputes one dynamic segment over every shard; returns the changes.
+    fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
+        let registry = self.registry.read();
+        let Some(condition) = registry.get(id).and_then(|d| d.condition()).cloned() else {
+            return Vec::new();
+        };
+        let now_ms = self.clock.now_ms();
+        let mut changes = Vec::new();
+        for shard_lock in &self.shards {
+            let shard = shard_lock.upgradable_read();
+            let members = matching(&condition, &shard, &shard.live, now_ms);
+            let mut shard = RwLockUpgradableReadGuard::upgrade(shard);
+            let (entered, exited) = shard.replace_members(id, members);
+            let shard_id = shard.id;
+            for (ids, entered) in [(&entered, true), (&exited, false)] {
+                changes.extend(ids.iter().map(|local| MembershipChange {
+                    segment: id,
+                    profile: ProfileRef {
+                        shard: shard_id,
+                        local: LocalId(local),
+                    },
+                    entered,
+                }));
+            }
+        }
+        changes
+    }
+
+    pub fn segment_id(&self, name_or_id: &str) -> Option<SegmentId> {
+        let registry = self.registry.read();
+        if let Ok(number) = name_or_id.parse::<u32>() {
+            if registry.get(SegmentId(number)).is_some() {
+                return Some(SegmentId(number));
+            }
+        }
+        registry.id_of(name_or_id)
+    }
+
+    pub fn segment(&self, id: SegmentId) -> Option<Arc<SegmentDefinition>> {
+        self.registry.read().get(id).cloned()
+    }
+
+    pub fn segment_summary(&self, id: SegmentId) -> Result<SegmentSummary, EngineError> {
+        let definition = self
+            .segment(id)
+            .ok_or_else(|| EngineError::SegmentNotFound(id.to_string()))?;
+        Ok(SegmentSummary {
+            id,
+            name: definition.name.clone(),
+            description: definition.description.clone(),
+            version: definition.version,
+            is_static: definition.is_static(),
+            rule: definition.rule().map(crate::segment::printer::print_rule),
+            rule_ast: definition.rule().cloned(),
+            count: self.count(id),
+        })
+    }
+
+    pub fn list_segments(&self) -> Vec<SegmentSummary> {
+        let ids: Vec<SegmentId> = self.registry.read().all().map(|d| d.id).collect();
+        ids.into_iter()
+            .filter_map(|id| self.segment_summary(id).ok())
+            .collect()
+    }
+
+    /// Members of a segment: O(shards).
+    pub fn count(&self, id: SegmentId) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.read().members_of(id).map_or(0, RoaringBitmap::len))
+            .sum()
+    }
+
+    /// Count of a set expression over stored segments.
+    pub fn count_expression(&self, expression: &SetExpression) -> Result<u64, EngineError> {
+        self.check_expression(expression)?;
+        Ok(self
+            .map_shards(|shard| match expression {
+                // Two-way intersections are counted without building the result.
+                SetExpression::And(parts) if parts.len() == 2 => match (&parts[0], &parts[1]) {
+                    (SetExpression::Segment(a), SetExpression::Segment(b)) => {
+                        match (shard.members_of(*a), shard.members_of(*b)) {
+                            (Some(a), Some(b)) => a.intersection_len(b),
+                            _ => 0,
+                        }
+                    }
+                    _ => evaluate_expression(expression, shard).len(),
+                },
+                _ => evaluate_expression(expression, shard).len(),
+            })
+            .into_iter()
+            .sum())
+    }
+
+    fn check_expression(&self, expression: &SetExpression) -> Result<(), EngineError> {
+        let registry = self.registry.read();
+        let mut stack = vec![expression];
+        let mut nodes = 0;
+        while let Some(node) = stack.pop() {
+            nodes += 1;
+            if nodes > 1_000 {
+                return Err(EngineError::TooMany {
+                    what: "set expression",
+                    count: nodes,
+                    limit: 1_000,
+                });
+            }
+            match node {
+                SetExpression::Segment(id) => {
+                    if registry.get(*id).is_none() {
+                        return Err(EngineError::SegmentNotFound(id.to_string()));
+                    }
+                }
+                SetExpression::And(parts) | SetExpression::Or(parts) => stack.extend(parts),
+                SetExpression::AndNot(left, right) => {
+                    stack.push(left);
+                    stack.push(right);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates a rule without saving it: count, a sample of members, time taken.
+    pub fn preview(&self, rule: RuleInput, sample_size: usize) -> Result<Preview, EngineError> {
+        let started = Instant::now();
+        let rule = rule.into_rule()?;
+        let condition = {
+            let registry = self.registry.read();
+            self.compile_for(&registry, None, &rule)?
+        };
+        let now_ms = self.clock.now_ms();
+        let sample_size = sample_size.min(MAX_PAGE_SIZE);
+        let per_shard = self.map_shards(|shard| {
+            let members = matching(&condition, shard, &shard.live, now_ms);
+            let sample: Vec<String> = members
+                .iter()
+                .take(sample_size)
+                .map(|local| shard.identities[local as usize].external_id())
+                .collect();
+            (members.len(), sample)
+        });
+        let count = per_shard.iter().map(|(count, _)| count).sum();
+        let sample = per_shard
+            .into_iter()
+            .flat_map(|(_, sample)| sample)
+            .take(sample_size)
+            .collect();
+        Ok(Preview {
+            count,
+            sample,
+            took_us: started.elapsed().as_micros() as u64,
+        })
+    }
+
+    /// Count only, for benches and the demo command.
+    pub fn count_rule(&self, rule: &Rule) -> Result<u64, EngineError> {
+        let condition = {
+            let registry = self.registry.read();
+            self.compile_for(&registry, None, rule)?
+        };
+        let now_ms = self.clock.now_ms();
+        Ok(self
+            .map_shards(|shard| matching(&condition, shard, &shard.live, now_ms).len())
+            .into_iter()
+            .sum())
+    }
+
+    /// Every profile matching a rule (external ids, stable order); used by exports and
+    /// tests. Bounded by the population, so callers page large results themselves.
+    pub fn matching_profiles(&self, rule: &Rule) -> Result<Vec<String>, EngineError> {
+        let condition = {
+            let registry = self.registry.read();
+            self.compile_for(&registry, None, rule)?
+        };
+        let now_ms = self.clock.now_ms();
+        Ok(self
+            .map_shards(|shard| {
+                matching(&condition, shard, &shard.live, now_ms)
+                    .iter()
+                    .map(|local| shard.identities[local as usize].external_id())
+                    .collect::<Vec<_>>()
+            })
+            .into_iter()
+            .flatten()
+            .collect())
+    }
+
+    /// Whether one profile matches a rule, by the per-profile evaluator.
+    pub fn profile_matches(&self, rule: &Rule, external_id: &str) -> Result<bool, EngineError> {
+        let condition = {
+            let registry = self.registry.read();
+            self.compile_for(&registry, None, rule)?
+        };
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        let shard = self.shards[profile.shard.0 as usize].read();
+        Ok(matches(
+            &condition,
+            &shard,
+            profile.local,
+            self.clock.now_ms(),
+        ))
+    }
+
+    /// All members of a stored segment (external ids).
+    pub fn all_members(&self, id: SegmentId) -> Vec<String> {
+        self.shards
+            .iter()
+            .flat_map(|shard_lock| {
+                let shard = shard_lock.read();
+                shard
+                    .members_of(id)
+                    .map(|bitmap| {
+                        bitmap
+                            .iter()
+                            .map(|local| shard.identities[local as usize].external_id())
+                            .collect::<Vec<_>>()
+                    })
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
+    /// One page of members in stable (shard, local id) order. The cursor is opaque.
+    pub fn members(
+        &self,
+        id: SegmentId,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<MembersPage, EngineError> {
+        if self.segment(id).is_none() {
+            return Err(EngineError::SegmentNotFound(id.to_string()));
+        }
+        let start = match cursor {
+            None | Some("") => 0,
+            Some(text) => u64::from_str_radix(text, 16)
+                .map_err(|_| EngineError::BadCursor(text.to_string()))?,
+        };
+        let limit = limit.clamp(1, MAX_PAGE_SIZE);
+        let start_ref = ProfileRef::from_u64(start);
+        let mut members = Vec::with_capacity(limit);
+        let mut next_cursor = None;
+        for shard_lock in self.shards.iter().skip(start_ref.shard.0 as usize) {
+            let shard = shard_lock.read();
+            let Some(bitmap) = shard.members_of(id) else {
+                continue;
+            };
+            let from = if shard.id == start_ref.shard {
+                start_ref.local.0
+            } else {
+                0
+            };
+            for local in bitmap.iter().skip_while(|local| *local < from) {
+                if members.len() == limit {
+                    next_cursor = Some(format!(
+                        "{:x}",
+                        ProfileRef {
+                            shard: shard.id,
+                            local: LocalId(local)
+                        }
+                        .to_u64()
+                    ));
+                    break;
+                }
+                members.push(shard.identities[local as usize].external_id());
+            }
+            if next_cursor.is_some() {
+                break;
+            }
+        }
+        Ok(MembersPage {
+            members,
+            next_cursor,
+        })
+    }
+
+    /// Segments a profile is in (ids), read from its own sorted list.
+    pub fn segments_of(&self, external_id: &str) -> Result<Vec<SegmentId>, EngineError> {
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        Ok(self.shards[profile.shard.0 as usize]
+            .read()
+            .segments_of(profile.local)
+            .to_vec())
+    }
+
+    /// Segments of an already-resolved profile (hot path for lookups).
+    pub fn segments_of_profile(&self, profile: ProfileRef, into: &mut Vec<SegmentId>) {
+        into.clear();
+        into.extend_from_slice(
+            self.shards[profile.shard.0 as usize]
+                .read()
+                .segments_of(profile.local),
+        );
+    }
+
+    pub fn is_member(&self, id: SegmentId, external_id: &str) -> Result<bool, EngineError> {
+        if self.segment(id).is_none() {
+            return Err(EngineError::SegmentNotFound(id.to_string()));
+        }
+        Ok(match self.resolve(external_id) {
+            Some(profile) => self.shards[profile.shard.0 as usize]
+                .read()
+                .is_member(id, profile.local),
+            None => false,
+        })
+    }
+
+    /// Adds, removes or replaces members of a static segment (by external ids; unknown
+    /// ids are returned, not created) and cascades to segments that reference it.
+    pub fn edit_static(
+        &self,
+        id: SegmentId,
+        edit: StaticEdit,
+        profiles: &[String],
+    ) -> Result<(Vec<MembershipChange>, Vec<String>), EngineError> {
+        if profiles.len() > MAX_STATIC_EDIT {
+            return Err(EngineError::TooMany {
+                what: "static edit",
+                count: profiles.len(),
+                limit: MAX_STATIC_EDIT,
+            });
+        }
+        let definition = self
+            .segment(id)
+            .ok_or_else(|| EngineError::SegmentNotFound(id.to_string()))?;
+        if !definition.is_static() {
+            return Err(EngineError::WrongSegmentKind(
+                definition.name.clone(),
+                "dynamic",
+                "static",
+            ));
+        }
+        let mut unknown = Vec::new();
+        let mut wanted: Vec<RoaringBitmap> = vec![RoaringBitmap::new(); self.shards.len()];
+        for external in profiles {
+            match self.resolve(external) {
+                Some(profile) => {
+                    wanted[profile.shard.0 as usize].insert(profile.local.0);
+                }
+                None => unknown.push(external.clone()),
+            }
+        }
+        let registry = self.registry.read();
+        let dependents = registry.dependents_of(id).to_vec();
+        let mut changes = Vec::new();
+        for (index, shard_lock) in self.shards.iter().enumerate() {
+            let mut shard = shard_lock.write();
+            let current = shard.members_of(id).cloned().unwrap_or_default();
+            let target = match edit {
+                StaticEdit::Add => &current | &wanted[index],
+                StaticEdit::Remove => &current - &wanted[index],
+                StaticEdit::Replace => std::mem::take(&mut wanted[index]),
+            };
+            let (entered, exited) = shard.replace_members(id, target);
+            let touched = &entered | &exited;
+            for local in &touched {
+                changes.push(MembershipChange {
+                    segment: id,
+                    profile: ProfileRef {
+                        shard: shard.id,
+                        local: LocalId(local),
+                    },
+                    entered: entered.contains(local),
+                });
+                changes.extend(self.reevaluate(&registry, &mut shard, LocalId(local), &dependents));
+            }
+        }
+        Ok((changes, unknown))
+    }
+
+    /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
+    pub fn memory_bytes(&self) -> usize {
+        let shards: usize = self
+            .shards
+            .iter()
+            .map(|shard| shard.read().memory_bytes())
+            .sum();
+        let identities: usize = self
+            .identities
+            .iter()
+            .map(|entry| entry.key().len() + 48)
+            .sum();
+        shards + identities
+    }
+}
+
+/// Evaluates a set expression in one shard.
+fn evaluate_expression(expression: &SetExpression, shard: &Shard) -> RoaringBitmap {
+    match expression {
+        SetExpression::Segment(id) => shard.members_of(*id).cloned().unwrap_or_default(),
+        SetExpression::And(parts) => {
+            let mut iter = parts.iter();
+            let Some(first) = iter.next() else {
+                return RoaringBitmap::new();
+            };
+            let mut result = evaluate_expression(first, shard);
+            for part in iter {
+                if result.is_empty() {
+                    break;
+                }
+                result &= evaluate_expression(part, shard);
+            }
+            result
+        }
+        SetExpression::Or(parts) => parts
+            .iter()
+            .map(|part| evaluate_expression(part, shard))
+            .union(),
+        SetExpression::AndNot(left, right) => {
+            evaluate_expression(left, shard) - evaluate_expression(right, shard)
+        }
+    }
+}
+
+/// The union of several dependency-ordered lists, still in dependency order.
+fn ordered_union<'a>(
+    registry: &Registry,
+    lists: impl Iterator<Item = &'a [SegmentId]>,
+) -> Vec<SegmentId> {
+    let mut all: Vec<SegmentId> = Vec::new();
+    let mut lists_seen = 0;
+    for list in lists {
+        if !list.is_empty() {
+            lists_seen += 1;
+            all.extend_from_slice(list);
+        }
+    }
+    if lists_seen <= 1 {
+        return all;
+    }
+    all.sort_unstable();
+    all.dedup();
+    registry
+        .order()
+        .iter()
+        .copied()
+        .filter(|id| all.binary_search(id).is_ok())
+        .collect()
+}
+
+fn lookup_original<'a>(
+    traits: &'a serde_json::Map<String, Value>,
+    dotted: &str,
+) -> Option<&'a Value> {
+    let mut parts = dotted.split('.');
+    let mut current = traits.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}

@@ -1,0 +1,2 @@
+//! Bitmap indexes beyond the per-value bitmaps kept by string, boolean and list columns.
+pub mod bsi;

@@ -1,0 +1,287 @@
+//! The two evaluators of a compiled [`Condition`] over one shard:
+//!
+//! - [`matching`]: the **bitmap plan** for whole-population work (create, edit, preview,
+//!   counts). Every call takes a *universe* and returns a subset of it: `and` evaluates
+//!   its cheapest-looking children first, passes each result on as the next child's
+//!   universe and stops as soon as it is empty; `or` only evaluates a child on what is
+//!   not matched yet; `not` is universe minus child.
+//! - [`matches`]: the **per-profile evaluator** for incremental re-evaluation after an
+//!   event, reading one profile's values straight from the columns.
+//!
+//! Both must agree with each other and with `reference` on every input; the property
+//! tests in `tests/evaluation_agreement.rs` check that on random data and rules.
+
+use crate::ids::LocalId;
+use crate::segment::ast::{CompareOp, Recency};
+use crate::segment::behavior;
+use crate::segment::compile::{Condition, Predicate};
+use crate::store::column::{compare_numbers, ordering_satisfies, text_matches, Column, Number};
+use crate::store::Shard;
+use roaring::RoaringBitmap;
+
+/// Buckets used by `random bucket`: percent with two decimals.
+pub const BUCKETS: u32 = 10_000;
+
+/// The bucket of a profile for a salt, in `0..BUCKETS`.
+pub fn random_bucket(profile_hash: u64, salt: u64) -> u32 {
+    // splitmix64 finalizer: mixes the salt in so buckets are independent per segment.
+    let mut mixed = profile_hash ^ salt;
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^= mixed >> 31;
+    (mixed % u64::from(BUCKETS)) as u32
+}
+
+/// Resolves a relative-time test into an inclusive millisecond range at `now_ms`.
+pub fn recency_range(recency: Recency, span_ms: i64, now_ms: i64) -> (i64, i64) {
+    match recency {
+        Recency::WithinLast => (now_ms.saturating_sub(span_ms), now_ms),
+        Recency::MoreThanAgo => (i64::MIN, now_ms.saturating_sub(span_ms).saturating_sub(1)),
+        Recency::LessThanAgo => (now_ms.saturating_sub(span_ms).saturating_add(1), i64::MAX),
+        Recency::WithinNext => (now_ms, now_ms.saturating_add(span_ms)),
+    }
+}
+
+/// Profiles of `universe` (a subset of the shard's live profiles) matching `condition`.
+pub fn matching(
+    condition: &Condition,
+    shard: &Shard,
+    universe: &RoaringBitmap,
+    now_ms: i64,
+) -> RoaringBitmap {
+    if universe.is_empty() {
+        return RoaringBitmap::new();
+    }
+    match condition {
+        Condition::And(children) => {
+            let mut order: Vec<(u64, &Condition)> = children
+                .iter()
+                .map(|child| (estimate(child, shard, universe), child))
+                .collect();
+            order.sort_by_key(|(estimate, _)| *estimate);
+            let mut current = universe.clone();
+            for (_, child) in order {
+                current = matching(child, shard, &current, now_ms);
+                if current.is_empty() {
+                    break;
+                }
+            }
+            current
+        }
+        Condition::Or(children) => {
+            let mut matched = RoaringBitmap::new();
+            for child in children {
+                let remaining = universe - &matched;
+                if remaining.is_empty() {
+                    break;
+                }
+                matched |= matching(child, shard, &remaining, now_ms);
+            }
+            matched
+        }
+        Condition::Not(child) => universe - matching(child, shard, universe, now_ms),
+        Condition::Constant(true) => universe.clone(),
+        Condition::Constant(false) => RoaringBitmap::new(),
+        Condition::InSegment(segment) => match shard.members_of(*segment) {
+            Some(members) => universe & members,
+            None => RoaringBitmap::new(),
+        },
+        Condition::RandomBucket { threshold, salt } => universe
+            .iter()
+            .filter(|id| random_bucket(shard.bucket_hashes[*id as usize], *salt) < *threshold)
+            .collect(),
+        Condition::Trait { column, predicate } => match shard.column(*column) {
+            Some(column) => predicate_matching(predicate, column, universe, now_ms),
+            None => RoaringBitmap::new(),
+        },
+        Condition::Event(event) => behavior::matching(event, shard, universe, now_ms),
+    }
+}
+
+/// Profiles of `universe` matching `condition`, counted (the last `and` child is
+/// intersected without building its result when it is a plain bitmap).
+pub fn count(condition: &Condition, shard: &Shard, universe: &RoaringBitmap, now_ms: i64) -> u64 {
+    matching(condition, shard, universe, now_ms).len()
+}
+
+/// A cheap upper bound of how many profiles of `universe` a condition can match, used
+/// to order `and` children (most selective first).
+fn estimate(condition: &Condition, shard: &Shard, universe: &RoaringBitmap) -> u64 {
+    let all = universe.len();
+    match condition {
+        Condition::Constant(false) => 0,
+        Condition::InSegment(segment) => shard.members_of(*segment).map_or(0, RoaringBitmap::len),
+        Condition::Trait { column, predicate } => match shard.column(*column) {
+            None => 0,
+            Some(column) => match predicate {
+                Predicate::StringEqualAny {
+                    values,
+                    negated: false,
+                } => values
+                    .iter()
+                    .map(|value| column.string_frequency(value))
+                    .sum(),
+                Predicate::BooleanEqual { value } => column.boolean_frequency(*value),
+                _ => column.present.len(),
+            },
+        },
+        Condition::And(children) => children
+            .iter()
+            .map(|c| estimate(c, shard, universe))
+            .min()
+            .unwrap_or(all),
+        // Event conditions and random buckets iterate their candidates: run them last.
+        Condition::Event(_) | Condition::RandomBucket { .. } => all.saturating_mul(2),
+        _ => all,
+    }
+}
+
+fn predicate_matching(
+    predicate: &Predicate,
+    column: &Column,
+    universe: &RoaringBitmap,
+    now_ms: i64,
+) -> RoaringBitmap {
+    match predicate {
+        Predicate::Has => column.present_in(universe),
+        Predicate::StringEqualAny { values, negated } => {
+            let wanted: Vec<&str> = values.iter().map(String::as_str).collect();
+            let equal = column.strings_equal_any(&wanted, universe);
+            if *negated {
+                column.present_in(universe) - equal
+            } else {
+                equal
+            }
+        }
+        Predicate::StringCompare { op, value } => column.strings_matching(universe, |text| {
+            ordering_satisfies(text.cmp(value.as_str()), *op)
+        }),
+        Predicate::StringBetween { low, high } => column.strings_matching(universe, |text| {
+            low.as_str() <= text && text <= high.as_str()
+        }),
+        Predicate::Text { op, pattern } => {
+            column.strings_matching(universe, |text| text_matches(*op, text, pattern))
+        }
+        Predicate::NumberCompare { op, value } => column.compare_number(*op, *value, universe),
+        Predicate::NumberBetween { low, high } => column.between_numbers(*low, *high, universe),
+        Predicate::NumberIn { values, negated } => {
+            let mut equal = RoaringBitmap::new();
+            for value in values {
+                equal |= column.compare_number(CompareOp::Eq, *value, universe);
+            }
+            if *negated {
+                column.present_in(universe) - equal
+            } else {
+                equal
+            }
+        }
+        Predicate::TimestampCompare { op, millis } => {
+            column.compare_timestamp(*op, *millis, universe)
+        }
+        Predicate::TimestampBetween { low_ms, high_ms } => {
+            timestamp_range(column, *low_ms, *high_ms, universe)
+        }
+        Predicate::TimestampRecent { recency, span_ms } => {
+            let (low, high) = recency_range(*recency, *span_ms, now_ms);
+            timestamp_range(column, low, high, universe)
+        }
+        Predicate::BooleanEqual { value } => column.booleans_equal(*value, universe),
+        Predicate::ListAny { items, negated } => {
+            let wanted: Vec<&str> = items.iter().map(String::as_str).collect();
+            let any = column.list_contains_any(&wanted, universe);
+            if *negated {
+                column.present_in(universe) - any
+            } else {
+                any
+            }
+        }
+    }
+}
+
+fn timestamp_range(
+    column: &Column,
+    low_ms: i64,
+    high_ms: i64,
+    universe: &RoaringBitmap,
+) -> RoaringBitmap {
+    if low_ms > high_ms {
+        return RoaringBitmap::new();
+    }
+    let at_least = column.compare_timestamp(CompareOp::GreaterOrEqual, low_ms, universe);
+    column.compare_timestamp(CompareOp::LessOrEqual, high_ms, &at_least)
+}
+
+/// Whether one profile matches `condition`.
+pub fn matches(condition: &Condition, shard: &Shard, local: LocalId, now_ms: i64) -> bool {
+    match condition {
+        Condition::And(children) => children
+            .iter()
+            .all(|child| matches(child, shard, local, now_ms)),
+        Condition::Or(children) => children
+            .iter()
+            .any(|child| matches(child, shard, local, now_ms)),
+        Condition::Not(child) => !matches(child, shard, local, now_ms),
+        Condition::Constant(value) => *value,
+        Condition::InSegment(segment) => shard.is_member(*segment, local),
+        Condition::RandomBucket { threshold, salt } => {
+            random_bucket(shard.bucket_hashes[local.0 as usize], *salt) < *threshold
+        }
+        Condition::Trait { column, predicate } => match shard.column(*column) {
+            Some(column) => predicate_matches(predicate, column, local.0, now_ms),
+            None => false,
+        },
+        Condition::Event(event) => behavior::matches(event, shard, local, now_ms),
+    }
+}
+
+fn predicate_matches(predicate: &Predicate, column: &Column, id: u32, now_ms: i64) -> bool {
+    if !column.present.contains(id) {
+        return false;
+    }
+    match predicate {
+        Predicate::Has => true,
+        Predicate::StringEqualAny { values, negated } => column
+            .get_str(id)
+            .is_some_and(|text| values.iter().any(|value| value == text) != *negated),
+        Predicate::StringCompare { op, value } => column
+            .get_str(id)
+            .is_some_and(|text| ordering_satisfies(text.cmp(value.as_str()), *op)),
+        Predicate::StringBetween { low, high } => column
+            .get_str(id)
+            .is_some_and(|text| low.as_str() <= text && text <= high.as_str()),
+        Predicate::Text { op, pattern } => column
+            .get_str(id)
+            .is_some_and(|text| text_matches(*op, text, pattern)),
+        Predicate::NumberCompare { op, value } => column
+            .get_number(id)
+            .is_some_and(|number| ordering_satisfies(compare_numbers(number, *value), *op)),
+        Predicate::NumberBetween { low, high } => column.get_number(id).is_some_and(|number| {
+            ordering_satisfies(compare_numbers(number, *low), CompareOp::GreaterOrEqual)
+                && ordering_satisfies(compare_numbers(number, *high), CompareOp::LessOrEqual)
+        }),
+        Predicate::NumberIn { values, negated } => {
+            column.get_number(id).is_some_and(|number: Number| {
+                values
+                    .iter()
+                    .any(|value| compare_numbers(number, *value).is_eq())
+                    != *negated
+            })
+        }
+        Predicate::TimestampCompare { op, millis } => column
+            .get_timestamp(id)
+            .is_some_and(|time| ordering_satisfies(time.cmp(millis), *op)),
+        Predicate::TimestampBetween { low_ms, high_ms } => column
+            .get_timestamp(id)
+            .is_some_and(|time| *low_ms <= time && time <= *high_ms),
+        Predicate::TimestampRecent { recency, span_ms } => {
+            let (low, high) = recency_range(*recency, *span_ms, now_ms);
+            column
+                .get_timestamp(id)
+                .is_some_and(|time| low <= time && time <= high)
+        }
+        Predicate::BooleanEqual { value } => column.get_bool(id) == Some(*value),
+        Predicate::ListAny { items, negated } => {
+            items.iter().any(|item| column.list_contains(id, item)) != *negated
+        }
+    }
+}

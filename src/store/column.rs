@@ -1,0 +1,927 @@
+//! One trait's values inside one shard, stored column-wise with its index.
+//!
+//! | trait type | storage | index |
+//! |---|---|---|
+//! | string (few distinct values) | `u32` dictionary code per profile | bitmap per code |
+//! | string (many distinct values) | bytes in an arena + 8-byte (offset, length) per profile | none: scanned |
+//! | integer | `i64` per profile | bit-sliced index on the exact value |
+//! | timestamp | `i64` epoch ms per profile | bit-sliced index on the minute |
+//! | float | `f64` per profile | bit-sliced index on `floor(value)` |
+//! | boolean | bitmap of `true` | the bitmap itself |
+//! | list of strings | bitmap per item (no per-profile copy) | the bitmaps |
+//!
+//! Every column has a presence bitmap. A string column starts dictionary-encoded and
+//! switches to the arena form once it holds more than [`DICTIONARY_LIMIT`] distinct
+//! values in the shard (emails, phones, names): a per-value bitmap would cost far more
+//! than the string. Bucketed indexes (float, timestamp) answer a comparison exactly by
+//! taking the buckets strictly inside the range from the index and checking only the
+//! boundary bucket against exact values.
+
+use crate::index::bsi::{BitSlicedIndex, KeyComparison};
+use crate::segment::ast::{CompareOp, TextOp};
+use crate::store::value::{TraitType, TraitValue};
+use roaring::RoaringBitmap;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+/// Distinct values per shard above which a string column stops keeping a dictionary.
+pub const DICTIONARY_LIMIT: usize = 4_096;
+/// Timestamp index bucket width.
+const TIMESTAMP_BUCKET_MS: i64 = 60_000;
+const FLOAT_KEY_LIMIT: f64 = 4.0e18;
+const ABSENT_CODE: u32 = u32::MAX;
+
+/// A number as written in a rule: compared exactly against integer and float columns.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Number {
+    Integer(i64),
+    Float(f64),
+}
+
+/// Exact numeric ordering between integers and finite floats (no rounding through f64
+/// for large integers).
+pub fn compare_numbers(left: Number, right: Number) -> Ordering {
+    match (left, right) {
+        (Number::Integer(a), Number::Integer(b)) => a.cmp(&b),
+        (Number::Float(a), Number::Float(b)) => a.partial_cmp(&b).unwrap_or(Ordering::Equal),
+        (Number::Integer(a), Number::Float(b)) => compare_integer_float(a, b),
+        (Number::Float(a), Number::Integer(b)) => compare_integer_float(b, a).reverse(),
+    }
+}
+
+fn compare_integer_float(integer: i64, float: f64) -> Ordering {
+    if float >= 9.223_372_036_854_776e18 {
+        return Ordering::Less;
+    }
+    if float < -9.223_372_036_854_776e18 {
+        return Ordering::Greater;
+    }
+    let floor = float.floor();
+    let floor_integer = floor as i64;
+    match integer.cmp(&floor_integer) {
+        Ordering::Equal if float > floor => Ordering::Less,
+        other => other,
+    }
+}
+
+/// Whether `ordering` (stored value vs literal) satisfies `op`.
+pub fn ordering_satisfies(ordering: Ordering, op: CompareOp) -> bool {
+    match op {
+        CompareOp::Eq => ordering == Ordering::Equal,
+        CompareOp::NotEq => ordering != Ordering::Equal,
+        CompareOp::Less => ordering == Ordering::Less,
+        CompareOp::LessOrEqual => ordering != Ordering::Greater,
+        CompareOp::Greater => ordering == Ordering::Greater,
+        CompareOp::GreaterOrEqual => ordering != Ordering::Less,
+    }
+}
+
+/// Whether `text` matches `pattern` under a text operator.
+pub fn text_matches(op: TextOp, text: &str, pattern: &str) -> bool {
+    match op {
+        TextOp::Contains => text.contains(pattern),
+        TextOp::StartsWith => text.starts_with(pattern),
+        TextOp::EndsWith => text.ends_with(pattern),
+    }
+}
+
+fn float_key(value: f64) -> i64 {
+    value.floor().clamp(-FLOAT_KEY_LIMIT, FLOAT_KEY_LIMIT) as i64
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DictionaryStrings {
+    codes: Vec<u32>,
+    values: Vec<Box<str>>,
+    lookup: HashMap<Box<str>, u32>,
+    members: Vec<RoaringBitmap>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ArenaStrings {
+    /// (offset, length) into `bytes` per profile; meaningless where not present.
+    spans: Vec<(u32, u32)>,
+    bytes: Vec<u8>,
+    garbage_bytes: usize,
+}
+
+#[derive(Clone, Debug)]
+pub enum ColumnData {
+    Dictionary(DictionaryStrings),
+    Arena(ArenaStrings),
+    Integer {
+        values: Vec<i64>,
+        index: BitSlicedIndex,
+    },
+    Timestamp {
+        values: Vec<i64>,
+        index: BitSlicedIndex,
+    },
+    Float {
+        values: Vec<f64>,
+        index: BitSlicedIndex,
+    },
+    Boolean {
+        trues: RoaringBitmap,
+    },
+    List {
+        items: Vec<Box<str>>,
+        lookup: HashMap<Box<str>, u32>,
+        members: Vec<RoaringBitmap>,
+    },
+}
+
+/// One trait column of one shard.
+#[derive(Clone, Debug)]
+pub struct Column {
+    pub present: RoaringBitmap,
+    pub data: ColumnData,
+}
+
+fn grow<T: Clone>(values: &mut Vec<T>, id: u32, fill: T) {
+    let needed = id as usize + 1;
+    if values.len() < needed {
+        values.resize(needed, fill);
+    }
+}
+
+impl DictionaryStrings {
+    fn code_of(&self, value: &str) -> Option<u32> {
+        self.lookup.get(value).copied()
+    }
+
+    fn intern(&mut self, value: &str) -> u32 {
+        if let Some(code) = self.lookup.get(value) {
+            return *code;
+        }
+        let code = self.values.len() as u32;
+        self.values.push(value.into());
+        self.lookup.insert(value.into(), code);
+        self.members.push(RoaringBitmap::new());
+        code
+    }
+
+    fn get(&self, id: u32) -> Option<&str> {
+        match self.codes.get(id as usize) {
+            Some(&code) if code != ABSENT_CODE => Some(&self.values[code as usize]),
+            _ => None,
+        }
+    }
+}
+
+impl ArenaStrings {
+    fn get(&self, id: u32, present: &RoaringBitmap) -> Option<&str> {
+        if !present.contains(id) {
+            return None;
+        }
+        let (offset, length) = *self.spans.get(id as usize)?;
+        let bytes = self
+            .bytes
+            .get(offset as usize..offset as usize + length as usize)?;
+        std::str::from_utf8(bytes).ok()
+    }
+
+    fn set(&mut self, id: u32, value: &str, was_present: bool) {
+        grow(&mut self.spans, id, (0, 0));
+        if was_present {
+            self.garbage_bytes += self.spans[id as usize].1 as usize;
+        }
+        let offset = self.bytes.len() as u32;
+        self.bytes.extend_from_slice(value.as_bytes());
+        self.spans[id as usize] = (offset, value.len() as u32);
+    }
+
+    /// Rewrites the arena without garbage once more than half of it is dead.
+    fn maybe_compact(&mut self, present: &RoaringBitmap) {
+        if self.garbage_bytes * 2 <= self.bytes.len() || self.bytes.len() < 1 << 16 {
+            return;
+        }
+        let mut fresh = Vec::with_capacity(self.bytes.len() - self.garbage_bytes);
+        for id in present {
+            let (offset, length) = self.spans[id as usize];
+            let new_offset = fresh.len() as u32;
+            fresh.extend_from_slice(&self.bytes[offset as usize..(offset + length) as usize]);
+            self.spans[id as usize] = (new_offset, length);
+        }
+        self.bytes = fresh;
+        self.garbage_bytes = 0;
+    }
+}
+
+impl Column {
+    pub fn new(trait_type: TraitType) -> Column {
+        let data = match trait_type {
+            TraitType::String => ColumnData::Dictionary(DictionaryStrings::default()),
+            TraitType::Integer => ColumnData::Integer {
+                values: Vec::new(),
+                index: BitSlicedIndex::new(),
+            },
+            TraitType::Timestamp => ColumnData::Timestamp {
+                values: Vec::new(),
+                index: BitSlicedIndex::new(),
+            },
+            TraitType::Float => ColumnData::Float {
+                values: Vec::new(),
+                index: BitSlicedIndex::new(),
+            },
+            TraitType::Boolean => ColumnData::Boolean {
+                trues: RoaringBitmap::new(),
+            },
+            TraitType::List => ColumnData::List {
+                items: Vec::new(),
+                lookup: HashMap::new(),
+                members: Vec::new(),
+            },
+        };
+        Column {
+            present: RoaringBitmap::new(),
+            data,
+        }
+    }
+
+    pub fn trait_type(&self) -> TraitType {
+        match self.data {
+            ColumnData::Dictionary(_) | ColumnData::Arena(_) => TraitType::String,
+            ColumnData::Integer { .. } => TraitType::Integer,
+            ColumnData::Timestamp { .. } => TraitType::Timestamp,
+            ColumnData::Float { .. } => TraitType::Float,
+            ColumnData::Boolean { .. } => TraitType::Boolean,
+            ColumnData::List { .. } => TraitType::List,
+        }
+    }
+
+    /// Converts an integer column to a float column (widening, see `store::value`).
+    /// The caller has checked every stored integer is exactly representable.
+    pub fn widen_to_float(&mut self) {
+        if let ColumnData::Integer { values, .. } = &self.data {
+            let mut floats = vec![0.0; values.len()];
+            let mut index = BitSlicedIndex::new();
+            for id in &self.present {
+                let value = values[id as usize] as f64;
+                floats[id as usize] = value;
+                index.set(id, None, float_key(value));
+            }
+            self.data = ColumnData::Float {
+                values: floats,
+                index,
+            };
+        }
+    }
+
+    /// Largest stored integer magnitude (to check a widening is exact).
+    pub fn max_integer_magnitude(&self) -> u64 {
+        match &self.data {
+            ColumnData::Integer { values, .. } => self
+                .present
+                .iter()
+                .map(|id| values[id as usize].unsigned_abs())
+                .max()
+                .unwrap_or(0),
+            _ => 0,
+        }
+    }
+
+    /// Stores a value already coerced to this column's type.
+    pub fn set(&mut self, id: u32, value: &TraitValue) {
+        let was_present = self.present.contains(id);
+        match (&mut self.data, value) {
+            (ColumnData::Dictionary(dictionary), TraitValue::String(text)) => {
+                grow(&mut dictionary.codes, id, ABSENT_CODE);
+                let old = dictionary.codes[id as usize];
+                if old != ABSENT_CODE {
+                    dictionary.members[old as usize].remove(id);
+                }
+                let code = dictionary.intern(text);
+                dictionary.codes[id as usize] = code;
+                dictionary.members[code as usize].insert(id);
+                self.present.insert(id);
+                if dictionary.values.len() > DICTIONARY_LIMIT {
+                    self.convert_to_arena();
+                }
+                return;
+            }
+            (ColumnData::Arena(arena), TraitValue::String(text)) => {
+                arena.set(id, text, was_present);
+                self.present.insert(id);
+                arena.maybe_compact(&self.present);
+                return;
+            }
+            (ColumnData::Integer { values, index }, TraitValue::Integer(number)) => {
+                grow(values, id, 0);
+                let previous = was_present.then(|| values[id as usize]);
+                index.set(id, previous, *number);
+                values[id as usize] = *number;
+            }
+            (ColumnData::Timestamp { values, index }, TraitValue::Timestamp(millis)) => {
+                grow(values, id, 0);
+                let previous =
+                    was_present.then(|| values[id as usize].div_euclid(TIMESTAMP_BUCKET_MS));
+                index.set(id, previous, millis.div_euclid(TIMESTAMP_BUCKET_MS));
+                values[id as usize] = *millis;
+            }
+            (ColumnData::Float { values, index }, TraitValue::Float(number)) => {
+                grow(values, id, 0.0);
+                let previous = was_present.then(|| float_key(values[id as usize]));
+                index.set(id, previous, float_key(*number));
+                values[id as usize] = *number;
+            }
+            (ColumnData::Boolean { trues }, TraitValue::Boolean(flag)) => {
+                if *flag {
+                    trues.insert(id);
+                } else {
+                    trues.remove(id);
+                }
+            }
+            (
+                ColumnData::List {
+                    items,
+                    lookup,
+                    members,
+                },
+                TraitValue::List(list),
+            ) => {
+                if was_present {
+                    for bitmap in members.iter_mut() {
+                        bitmap.remove(id);
+                    }
+                }
+                for item in list {
+                    let code = match lookup.get(item.as_str()) {
+                        Some(code) => *code,
+                        None => {
+                            let code = items.len() as u32;
+                            items.push(item.as_str().into());
+                            lookup.insert(item.as_str().into(), code);
+                            members.push(RoaringBitmap::new());
+                            code
+                        }
+                    };
+                    members[code as usize].insert(id);
+                }
+            }
+            // The store coerces before calling; a mismatch here is a bug, so keep the
+            // column unchanged rather than storing a wrong type.
+            _ => {
+                debug_assert!(false, "value type does not match column type");
+                return;
+            }
+        }
+        self.present.insert(id);
+    }
+
+    /// Removes the value for `id` from the column and its index.
+    pub fn clear(&mut self, id: u32) {
+        if !self.present.remove(id) {
+            return;
+        }
+        match &mut self.data {
+            ColumnData::Dictionary(dictionary) => {
+                let code = dictionary.codes[id as usize];
+                if code != ABSENT_CODE {
+                    dictionary.members[code as usize].remove(id);
+                }
+                dictionary.codes[id as usize] = ABSENT_CODE;
+            }
+            ColumnData::Arena(arena) => {
+                arena.garbage_bytes += arena.spans[id as usize].1 as usize;
+                arena.spans[id as usize] = (0, 0);
+            }
+            ColumnData::Integer { values, index } => {
+                index.remove(id, values[id as usize]);
+                values[id as usize] = 0;
+            }
+            ColumnData::Timestamp { values, index } => {
+                index.remove(id, values[id as usize].div_euclid(TIMESTAMP_BUCKET_MS));
+                values[id as usize] = 0;
+            }
+            ColumnData::Float { values, index } => {
+                index.remove(id, float_key(values[id as usize]));
+                values[id as usize] = 0.0;
+            }
+            ColumnData::Boolean { trues } => {
+                trues.remove(id);
+            }
+            ColumnData::List { members, .. } => {
+                for bitmap in members.iter_mut() {
+                    bitmap.remove(id);
+                }
+            }
+        }
+    }
+
+    fn convert_to_arena(&mut self) {
+        if let ColumnData::Dictionary(dictionary) = &self.data {
+            let mut arena = ArenaStrings::default();
+            for id in &self.present {
+                if let Some(text) = dictionary.get(id) {
+                    arena.set(id, text, false);
+                }
+            }
+            self.data = ColumnData::Arena(arena);
+        }
+    }
+
+    /// The stored value for `id`.
+    pub fn get(&self, id: u32) -> Option<TraitValue> {
+        if !self.present.contains(id) {
+            return None;
+        }
+        Some(match &self.data {
+            ColumnData::Dictionary(dictionary) => {
+                TraitValue::String(dictionary.get(id)?.to_string())
+            }
+            ColumnData::Arena(arena) => {
+                TraitValue::String(arena.get(id, &self.present)?.to_string())
+            }
+            ColumnData::Integer { values, .. } => TraitValue::Integer(values[id as usize]),
+            ColumnData::Timestamp { values, .. } => TraitValue::Timestamp(values[id as usize]),
+            ColumnData::Float { values, .. } => TraitValue::Float(values[id as usize]),
+            ColumnData::Boolean { trues } => TraitValue::Boolean(trues.contains(id)),
+            ColumnData::List { items, members, .. } => TraitValue::List({
+                let mut list: Vec<String> = members
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, bitmap)| bitmap.contains(id))
+                    .map(|(code, _)| items[code].to_string())
+                    .collect();
+                list.sort_unstable();
+                list
+            }),
+        })
+    }
+
+    /// The string value for `id` without copying (string columns only).
+    pub fn get_str(&self, id: u32) -> Option<&str> {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => dictionary.get(id),
+            ColumnData::Arena(arena) => arena.get(id, &self.present),
+            _ => None,
+        }
+    }
+
+    /// The numeric value for `id` (integer and float columns).
+    pub fn get_number(&self, id: u32) -> Option<Number> {
+        if !self.present.contains(id) {
+            return None;
+        }
+        match &self.data {
+            ColumnData::Integer { values, .. } => Some(Number::Integer(values[id as usize])),
+            ColumnData::Float { values, .. } => Some(Number::Float(values[id as usize])),
+            _ => None,
+        }
+    }
+
+    pub fn get_timestamp(&self, id: u32) -> Option<i64> {
+        match &self.data {
+            ColumnData::Timestamp { values, .. } if self.present.contains(id) => {
+                Some(values[id as usize])
+            }
+            _ => None,
+        }
+    }
+
+    pub fn get_bool(&self, id: u32) -> Option<bool> {
+        match &self.data {
+            ColumnData::Boolean { trues } if self.present.contains(id) => Some(trues.contains(id)),
+            _ => None,
+        }
+    }
+
+    pub fn list_contains(&self, id: u32, item: &str) -> bool {
+        match &self.data {
+            ColumnData::List {
+                lookup, members, ..
+            } => lookup
+                .get(item)
+                .is_some_and(|code| members[*code as usize].contains(id)),
+            _ => false,
+        }
+    }
+
+    // ---- whole-population operations; each returns a subset of `universe` ----
+
+    /// Profiles in `universe` holding a value.
+    pub fn present_in(&self, universe: &RoaringBitmap) -> RoaringBitmap {
+        universe & &self.present
+    }
+
+    /// Profiles whose string value equals one of `values`.
+    pub fn strings_equal_any(&self, values: &[&str], universe: &RoaringBitmap) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => {
+                let bitmaps: Vec<&RoaringBitmap> = values
+                    .iter()
+                    .filter_map(|value| dictionary.code_of(value))
+                    .map(|code| &dictionary.members[code as usize])
+                    .collect();
+                match bitmaps.as_slice() {
+                    [] => RoaringBitmap::new(),
+                    [single] => universe & *single,
+                    _ => {
+                        use roaring::MultiOps;
+                        universe & bitmaps.into_iter().union()
+                    }
+                }
+            }
+            ColumnData::Arena(_) => self.scan_strings(universe, |text| values.contains(&text)),
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    /// How many profiles hold exactly `value` (an upper bound for arena columns).
+    pub fn string_frequency(&self, value: &str) -> u64 {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => dictionary
+                .code_of(value)
+                .map_or(0, |code| dictionary.members[code as usize].len()),
+            _ => self.present.len(),
+        }
+    }
+
+    /// How many profiles hold `value` in a boolean column.
+    pub fn boolean_frequency(&self, value: bool) -> u64 {
+        match &self.data {
+            ColumnData::Boolean { trues } if value => trues.len(),
+            ColumnData::Boolean { trues } => self.present.len() - trues.len(),
+            _ => 0,
+        }
+    }
+
+    /// Profiles whose string value satisfies `predicate` (dictionary columns test each
+    /// distinct value once).
+    pub fn strings_matching(
+        &self,
+        universe: &RoaringBitmap,
+        predicate: impl Fn(&str) -> bool,
+    ) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => {
+                use roaring::MultiOps;
+                let matching: Vec<&RoaringBitmap> = dictionary
+                    .values
+                    .iter()
+                    .zip(&dictionary.members)
+                    .filter(|(value, members)| !members.is_empty() && predicate(value))
+                    .map(|(_, members)| members)
+                    .collect();
+                universe & matching.into_iter().union()
+            }
+            ColumnData::Arena(_) => self.scan_strings(universe, predicate),
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    fn scan_strings(
+        &self,
+        universe: &RoaringBitmap,
+        predicate: impl Fn(&str) -> bool,
+    ) -> RoaringBitmap {
+        let candidates = universe & &self.present;
+        let mut out = RoaringBitmap::new();
+        for id in &candidates {
+            if self.get_str(id).is_some_and(&predicate) {
+                out.push(id);
+            }
+        }
+        out
+    }
+
+    /// Numeric comparison (integer and float columns) against an exact number.
+    pub fn compare_number(
+        &self,
+        op: CompareOp,
+        literal: Number,
+        universe: &RoaringBitmap,
+    ) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::Integer { index, .. } => {
+                // Turn a fractional literal into the equivalent integer bound.
+                let (op, key) = match literal {
+                    Number::Integer(value) => (op, value),
+                    Number::Float(value) => match integer_bound(op, value) {
+                        IntegerBound::Key(op, key) => (op, key),
+                        IntegerBound::All => return universe & &self.present,
+                        IntegerBound::Nothing => return RoaringBitmap::new(),
+                    },
+                };
+                match op {
+                    CompareOp::NotEq => {
+                        let equal = index.compare(KeyComparison::Equal, key, universe);
+                        (universe & &self.present) - equal
+                    }
+                    other => index.compare(key_comparison(other), key, universe),
+                }
+            }
+            ColumnData::Float { values, index } => {
+                let bucket = match literal {
+                    Number::Integer(value) => {
+                        value.clamp(-FLOAT_KEY_LIMIT as i64, FLOAT_KEY_LIMIT as i64)
+                    }
+                    Number::Float(value) => float_key(value),
+                };
+                let exact = |id: u32| {
+                    ordering_satisfies(
+                        compare_numbers(Number::Float(values[id as usize]), literal),
+                        op,
+                    )
+                };
+                bucketed_compare(index, op, bucket, universe, &self.present, exact)
+            }
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    pub fn between_numbers(
+        &self,
+        low: Number,
+        high: Number,
+        universe: &RoaringBitmap,
+    ) -> RoaringBitmap {
+        let at_least = self.compare_number(CompareOp::GreaterOrEqual, low, universe);
+        self.compare_number(CompareOp::LessOrEqual, high, &at_least)
+    }
+
+    /// Timestamp comparison against epoch milliseconds.
+    pub fn compare_timestamp(
+        &self,
+        op: CompareOp,
+        millis: i64,
+        universe: &RoaringBitmap,
+    ) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::Timestamp { values, index } => {
+                let exact = |id: u32| ordering_satisfies(values[id as usize].cmp(&millis), op);
+                bucketed_compare(
+                    index,
+                    op,
+                    millis.div_euclid(TIMESTAMP_BUCKET_MS),
+                    universe,
+                    &self.present,
+                    exact,
+                )
+            }
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    pub fn booleans_equal(&self, flag: bool, universe: &RoaringBitmap) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::Boolean { trues } => {
+                if flag {
+                    universe & trues
+                } else {
+                    (universe & &self.present) - trues
+                }
+            }
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    /// Profiles whose list holds any of `items`.
+    pub fn list_contains_any(&self, wanted: &[&str], universe: &RoaringBitmap) -> RoaringBitmap {
+        match &self.data {
+            ColumnData::List {
+                lookup, members, ..
+            } => {
+                use roaring::MultiOps;
+                let bitmaps: Vec<&RoaringBitmap> = wanted
+                    .iter()
+                    .filter_map(|item| lookup.get(*item))
+                    .map(|code| &members[*code as usize])
+                    .collect();
+                universe & bitmaps.into_iter().union()
+            }
+            _ => RoaringBitmap::new(),
+        }
+    }
+
+    /// Distinct values and how many profiles hold each (dictionary and list columns).
+    pub fn value_counts(&self) -> Option<Vec<(&str, u64)>> {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => Some(
+                dictionary
+                    .values
+                    .iter()
+                    .zip(&dictionary.members)
+                    .map(|(value, members)| (&**value, members.len()))
+                    .collect(),
+            ),
+            ColumnData::List { items, members, .. } => Some(
+                items
+                    .iter()
+                    .zip(members)
+                    .map(|(value, members)| (&**value, members.len()))
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Approximate heap bytes.
+    pub fn memory_bytes(&self) -> usize {
+        let present = self.present.serialized_size();
+        present
+            + match &self.data {
+                ColumnData::Dictionary(dictionary) => {
+                    dictionary.codes.capacity() * 4
+                        + dictionary
+                            .values
+                            .iter()
+                            .map(|v| v.len() * 2 + 56)
+                            .sum::<usize>()
+                        + dictionary
+                            .members
+                            .iter()
+                            .map(RoaringBitmap::serialized_size)
+                            .sum::<usize>()
+                }
+                ColumnData::Arena(arena) => arena.spans.capacity() * 8 + arena.bytes.capacity(),
+                ColumnData::Integer { values, index } | ColumnData::Timestamp { values, index } => {
+                    values.capacity() * 8 + index.memory_bytes()
+                }
+                ColumnData::Float { values, index } => values.capacity() * 8 + index.memory_bytes(),
+                ColumnData::Boolean { trues } => trues.serialized_size(),
+                ColumnData::List { items, members, .. } => {
+                    items.iter().map(|v| v.len() * 2 + 56).sum::<usize>()
+                        + members
+                            .iter()
+                            .map(RoaringBitmap::serialized_size)
+                            .sum::<usize>()
+                }
+            }
+    }
+}
+
+enum IntegerBound {
+    Key(CompareOp, i64),
+    All,
+    Nothing,
+}
+
+/// The integer comparison equivalent to comparing integers with a fractional float.
+fn integer_bound(op: CompareOp, value: f64) -> IntegerBound {
+    if value.fract() == 0.0 && value.abs() < 9.2e18 {
+        return IntegerBound::Key(op, value as i64);
+    }
+    if value >= 9.2e18 {
+        return match op {
+            CompareOp::Less | CompareOp::LessOrEqual | CompareOp::NotEq => IntegerBound::All,
+            _ => IntegerBound::Nothing,
+        };
+    }
+    if value <= -9.2e18 {
+        return match op {
+            CompareOp::Greater | CompareOp::GreaterOrEqual | CompareOp::NotEq => IntegerBound::All,
+            _ => IntegerBound::Nothing,
+        };
+    }
+    let floor = value.floor() as i64;
+    match op {
+        CompareOp::Eq => IntegerBound::Nothing,
+        CompareOp::NotEq => IntegerBound::All,
+        // v < 2.5 ⟺ v <= 2; v > 2.5 ⟺ v >= 3.
+        CompareOp::Less | CompareOp::LessOrEqual => {
+            IntegerBound::Key(CompareOp::LessOrEqual, floor)
+        }
+        CompareOp::Greater | CompareOp::GreaterOrEqual => {
+            IntegerBound::Key(CompareOp::Greater, floor)
+        }
+    }
+}
+
+fn key_comparison(op: CompareOp) -> KeyComparison {
+    match op {
+        CompareOp::Eq | CompareOp::NotEq => KeyComparison::Equal,
+        CompareOp::Less => KeyComparison::Less,
+        CompareOp::LessOrEqual => KeyComparison::LessOrEqual,
+        CompareOp::Greater => KeyComparison::Greater,
+        CompareOp::GreaterOrEqual => KeyComparison::GreaterOrEqual,
+    }
+}
+
+/// Exact comparison through a bucketed index: buckets strictly on the right side come
+/// from the index; the boundary bucket is checked value by value.
+fn bucketed_compare(
+    index: &BitSlicedIndex,
+    op: CompareOp,
+    bucket: i64,
+    universe: &RoaringBitmap,
+    present: &RoaringBitmap,
+    exact: impl Fn(u32) -> bool,
+) -> RoaringBitmap {
+    let boundary = index.compare(KeyComparison::Equal, bucket, universe);
+    let mut result = match op {
+        CompareOp::Eq => RoaringBitmap::new(),
+        CompareOp::NotEq => (universe & present) - &boundary,
+        CompareOp::Less | CompareOp::LessOrEqual => {
+            index.compare(KeyComparison::Less, bucket, universe)
+        }
+        CompareOp::Greater | CompareOp::GreaterOrEqual => {
+            index.compare(KeyComparison::Greater, bucket, universe)
+        }
+    };
+    for id in &boundary {
+        if exact(id) {
+            result.insert(id);
+        }
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each column kind against direct checks of its stored values, including updates,
+    //! clears, the dictionary→arena switch and int→float widening.
+    use super::*;
+
+    #[test]
+    fn integer_float_ordering_is_exact() {
+        assert_eq!(compare_integer_float(3, 2.5), Ordering::Greater);
+        assert_eq!(compare_integer_float(2, 2.5), Ordering::Less);
+        assert_eq!(compare_integer_float(2, 2.0), Ordering::Equal);
+        assert_eq!(compare_integer_float(-3, -2.5), Ordering::Less);
+        assert_eq!(compare_integer_float(i64::MAX, 9.3e18), Ordering::Less);
+        assert_eq!(compare_integer_float(i64::MIN, -9.3e18), Ordering::Greater);
+        assert_eq!(
+            compare_integer_float((1 << 53) + 1, (1u64 << 53) as f64),
+            Ordering::Greater
+        );
+    }
+
+    #[test]
+    fn float_column_refines_the_boundary_bucket() {
+        let mut column = Column::new(TraitType::Float);
+        let values = [300.0, 300.25, 300.5, 299.99, 301.0, -0.5, 0.0];
+        for (id, value) in values.iter().enumerate() {
+            column.set(id as u32, &TraitValue::Float(*value));
+        }
+        let universe: RoaringBitmap = (0..10).collect();
+        for op in [
+            CompareOp::Eq,
+            CompareOp::NotEq,
+            CompareOp::Less,
+            CompareOp::LessOrEqual,
+            CompareOp::Greater,
+            CompareOp::GreaterOrEqual,
+        ] {
+            for literal in [
+                Number::Float(300.25),
+                Number::Integer(300),
+                Number::Float(-0.25),
+                Number::Integer(0),
+            ] {
+                let got = column.compare_number(op, literal, &universe);
+                let expected: RoaringBitmap = values
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, v)| {
+                        ordering_satisfies(compare_numbers(Number::Float(**v), literal), op)
+                    })
+                    .map(|(id, _)| id as u32)
+                    .collect();
+                assert_eq!(got, expected, "{op:?} {literal:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn dictionary_switches_to_arena_and_keeps_values() {
+        let mut column = Column::new(TraitType::String);
+        for id in 0..(DICTIONARY_LIMIT as u32 + 10) {
+            column.set(id, &TraitValue::String(format!("user{id}@example.com")));
+        }
+        assert!(matches!(column.data, ColumnData::Arena(_)));
+        assert_eq!(column.get_str(7), Some("user7@example.com"));
+        column.set(7, &TraitValue::String("changed".into()));
+        column.clear(8);
+        assert_eq!(column.get_str(7), Some("changed"));
+        assert_eq!(column.get(8), None);
+        let universe: RoaringBitmap = (0..20).collect();
+        let found = column.strings_matching(&universe, |text| text.ends_with("9@example.com"));
+        assert_eq!(found.iter().collect::<Vec<_>>(), vec![9, 19]);
+    }
+
+    #[test]
+    fn widening_keeps_values_and_index() {
+        let mut column = Column::new(TraitType::Integer);
+        column.set(1, &TraitValue::Integer(10));
+        column.set(2, &TraitValue::Integer(-4));
+        column.widen_to_float();
+        column.set(3, &TraitValue::Float(10.5));
+        let universe: RoaringBitmap = (0..5).collect();
+        let got = column.compare_number(CompareOp::GreaterOrEqual, Number::Integer(10), &universe);
+        assert_eq!(got.iter().collect::<Vec<_>>(), vec![1, 3]);
+        assert_eq!(column.get(2), Some(TraitValue::Float(-4.0)));
+    }
+
+    #[test]
+    fn list_updates_replace_the_whole_set() {
+        let mut column = Column::new(TraitType::List);
+        column.set(1, &TraitValue::List(vec!["a".into(), "b".into()]));
+        column.set(1, &TraitValue::List(vec!["c".into()]));
+        assert_eq!(column.get(1), Some(TraitValue::List(vec!["c".into()])));
+        assert!(!column.list_contains(1, "a"));
+        column.clear(1);
+        assert!(!column.list_contains(1, "c"));
+    }
+}

@@ -1,0 +1,242 @@
+//! One shard: dense local ids, trait columns, identifiers and memberships.
+
+use crate::ids::{ColumnId, LocalId, SegmentId, ShardId};
+use crate::store::column::Column;
+use crate::store::value::{TraitType, TraitValue};
+use roaring::RoaringBitmap;
+use std::collections::HashMap;
+
+/// Identifiers held by one profile (identity traits live in their columns).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ProfileIdentity {
+    pub user_id: Option<Box<str>>,
+    pub anonymous_ids: Vec<Box<str>>,
+}
+
+impl ProfileIdentity {
+    /// The id profiles are addressed by: `userId`, else `anon:<anonymousId>`.
+    pub fn external_id(&self) -> String {
+        match (&self.user_id, self.anonymous_ids.first()) {
+            (Some(user_id), _) => user_id.to_string(),
+            (None, Some(anonymous_id)) => format!("anon:{anonymous_id}"),
+            (None, None) => String::new(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Shard {
+    pub id: ShardId,
+    /// Allocated local ids.
+    pub live: RoaringBitmap,
+    free_ids: Vec<u32>,
+    next_local: u32,
+    /// Trait columns by global column id; `None` until a profile here sets the trait.
+    pub columns: Vec<Option<Column>>,
+    pub identities: Vec<ProfileIdentity>,
+    /// Stable per-profile hash for random buckets (of the first identifier seen).
+    pub bucket_hashes: Vec<u64>,
+    /// Members per segment.
+    pub members: HashMap<SegmentId, RoaringBitmap>,
+    /// Each profile's segments, sorted: answers "segments of P" in O(its segments).
+    pub profile_segments: Vec<Vec<SegmentId>>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId) -> Shard {
+        Shard {
+            id,
+            live: RoaringBitmap::new(),
+            free_ids: Vec::new(),
+            next_local: 0,
+            columns: Vec::new(),
+            identities: Vec::new(),
+            bucket_hashes: Vec::new(),
+            members: HashMap::new(),
+            profile_segments: Vec::new(),
+        }
+    }
+
+    /// Allocates a local id, reusing a freed one (which `remove_profile` wiped).
+    pub fn allocate(&mut self, bucket_hash: u64) -> LocalId {
+        let id = self.free_ids.pop().unwrap_or_else(|| {
+            let id = self.next_local;
+            self.next_local += 1;
+            id
+        });
+        let index = id as usize;
+        if self.identities.len() <= index {
+            self.identities
+                .resize_with(index + 1, ProfileIdentity::default);
+            self.bucket_hashes.resize(index + 1, 0);
+            self.profile_segments.resize_with(index + 1, Vec::new);
+        }
+        self.identities[index] = ProfileIdentity::default();
+        self.bucket_hashes[index] = bucket_hash;
+        self.profile_segments[index].clear();
+        self.live.insert(id);
+        LocalId(id)
+    }
+
+    /// Removes every trace of a profile (columns, indexes, memberships) and frees its id.
+    /// Returns the segments it was in.
+    pub fn remove_profile(&mut self, local: LocalId) -> Vec<SegmentId> {
+        let id = local.0;
+        if !self.live.remove(id) {
+            return Vec::new();
+        }
+        for column in self.columns.iter_mut().flatten() {
+            column.clear(id);
+        }
+        let segments = std::mem::take(&mut self.profile_segments[id as usize]);
+        for segment in &segments {
+            if let Some(bitmap) = self.members.get_mut(segment) {
+                bitmap.remove(id);
+            }
+        }
+        self.identities[id as usize] = ProfileIdentity::default();
+        self.bucket_hashes[id as usize] = 0;
+        self.free_ids.push(id);
+        segments
+    }
+
+    pub fn column(&self, column: ColumnId) -> Option<&Column> {
+        self.columns.get(column.0 as usize).and_then(Option::as_ref)
+    }
+
+    /// The column for writing, created with `trait_type` if the shard has none yet.
+    pub fn column_mut(&mut self, column: ColumnId, trait_type: TraitType) -> &mut Column {
+        let index = column.0 as usize;
+        if self.columns.len() <= index {
+            self.columns.resize_with(index + 1, || None);
+        }
+        self.columns[index].get_or_insert_with(|| Column::new(trait_type))
+    }
+
+    /// All traits of a profile as (column id, value).
+    pub fn traits_of(&self, local: LocalId) -> Vec<(ColumnId, TraitValue)> {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(index, column)| {
+                column
+                    .as_ref()
+                    .and_then(|column| column.get(local.0))
+                    .map(|value| (ColumnId(index as u32), value))
+            })
+            .collect()
+    }
+
+    pub fn is_live(&self, local: LocalId) -> bool {
+        self.live.contains(local.0)
+    }
+
+    pub fn segments_of(&self, local: LocalId) -> &[SegmentId] {
+        self.profile_segments
+            .get(local.0 as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
+    pub fn is_member(&self, segment: SegmentId, local: LocalId) -> bool {
+        self.segments_of(local).binary_search(&segment).is_ok()
+    }
+
+    /// Sets one profile's membership in one segment; returns whether it changed.
+    pub fn set_member(&mut self, segment: SegmentId, local: LocalId, member: bool) -> bool {
+        let list = &mut self.profile_segments[local.0 as usize];
+        match (list.binary_search(&segment), member) {
+            (Ok(_), true) | (Err(_), false) => false,
+            (Err(position), true) => {
+                list.insert(position, segment);
+                self.members.entry(segment).or_default().insert(local.0);
+                true
+            }
+            (Ok(position), false) => {
+                list.remove(position);
+                if let Some(bitmap) = self.members.get_mut(&segment) {
+                    bitmap.remove(local.0);
+                }
+                true
+            }
+        }
+    }
+
+    /// Replaces a segment's members in this shard by `new_members`; returns
+    /// (entered, exited).
+    pub fn replace_members(
+        &mut self,
+        segment: SegmentId,
+        new_members: RoaringBitmap,
+    ) -> (RoaringBitmap, RoaringBitmap) {
+        let old = self.members.remove(&segment).unwrap_or_default();
+        let entered = &new_members - &old;
+        let exited = &old - &new_members;
+        for id in &entered {
+            let list = &mut self.profile_segments[id as usize];
+            if let Err(position) = list.binary_search(&segment) {
+                list.insert(position, segment);
+            }
+        }
+        for id in &exited {
+            let list = &mut self.profile_segments[id as usize];
+            if let Ok(position) = list.binary_search(&segment) {
+                list.remove(position);
+            }
+        }
+        self.members.insert(segment, new_members);
+        (entered, exited)
+    }
+
+    /// Drops a deleted segment everywhere in this shard.
+    pub fn drop_segment(&mut self, segment: SegmentId) {
+        if let Some(old) = self.members.remove(&segment) {
+            for id in &old {
+                let list = &mut self.profile_segments[id as usize];
+                if let Ok(position) = list.binary_search(&segment) {
+                    list.remove(position);
+                }
+            }
+        }
+    }
+
+    pub fn members_of(&self, segment: SegmentId) -> Option<&RoaringBitmap> {
+        self.members.get(&segment)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        let columns: usize = self
+            .columns
+            .iter()
+            .flatten()
+            .map(Column::memory_bytes)
+            .sum();
+        let members: usize = self
+            .members
+            .values()
+            .map(RoaringBitmap::serialized_size)
+            .sum();
+        let lists: usize = self
+            .profile_segments
+            .iter()
+            .map(|list| 24 + list.capacity() * 4)
+            .sum();
+        let identities: usize = self
+            .identities
+            .iter()
+            .map(|identity| {
+                40 + identity.user_id.as_ref().map_or(0, |id| id.len())
+                    + identity
+                        .anonymous_ids
+                        .iter()
+                        .map(|id| id.len() + 16)
+                        .sum::<usize>()
+            })
+            .sum();
+        columns
+            + members
+            + lists
+            + identities
+            + self.bucket_hashes.capacity() * 8
+            + self.live.serialized_size()
+    }
+}
