@@ -1,2 +1,3 @@
 //! segd: an in-memory, real-time customer segmentation engine.
+pub mod changes;
 pub mod segment;
