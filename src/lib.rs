@@ -1,9 +1,11 @@
 //! segd: an in-memory, real-time customer segmentation engine.
 //!
 //! See the README's Architecture section for how the modules fit together.
+pub mod changes;
 pub mod clock;
 pub mod engine;
 pub mod ids;
 pub mod index;
+pub mod ingest;
 pub mod segment;
 pub mod store;
