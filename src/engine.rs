@@ -6,6 +6,7 @@
 //! it computes, so lookups on that shard continue, and takes the write lock only to
 //! apply the result; other shards are untouched.
 
+use crate::changes::{Cause, ChangeKind, ChangeLog, ChangeLogOptions, PendingChange};
 use crate::clock::{Clock, SystemClock};
 use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::segment::ast::Rule;
@@ -41,6 +42,9 @@ pub struct EngineOptions {
     /// Traits whose values identify a profile (e.g. `email`).
     pub identity_traits: Vec<String>,
     pub event_retention_ms: i64,
+    pub change_log: ChangeLogOptions,
+    /// Most segments (default and upper bound [`MAX_SEGMENTS`]).
+    pub max_segments: usize,
 }
 
 impl Default for EngineOptions {
@@ -49,6 +53,8 @@ impl Default for EngineOptions {
             shards: 16,
             identity_traits: Vec::new(),
             event_retention_ms: 90 * 86_400_000,
+            change_log: ChangeLogOptions::default(),
+            max_segments: MAX_SEGMENTS,
         }
     }
 }
@@ -70,8 +76,8 @@ pub enum EngineError {
     DuplicateSegmentName(String),
     #[error("segment name must be 1 to {MAX_SEGMENT_NAME_BYTES} bytes of printable text")]
     BadSegmentName,
-    #[error("the engine holds the maximum of {MAX_SEGMENTS} segments — delete unused ones first")]
-    TooManySegments,
+    #[error("the engine holds its maximum of {0} segments — delete unused ones first")]
+    TooManySegments(usize),
     #[error(
         "the store holds the maximum of {MAX_COLUMNS} distinct traits; `{0}` would add another"
     )]
@@ -107,7 +113,7 @@ impl EngineError {
             EngineError::ProfileNotFound(_) => "profile_not_found",
             EngineError::DuplicateSegmentName(_) => "duplicate_segment_name",
             EngineError::BadSegmentName => "bad_segment_name",
-            EngineError::TooManySegments => "too_many_segments",
+            EngineError::TooManySegments(_) => "too_many_segments",
             EngineError::TooManyTraits(_) => "too_many_traits",
             EngineError::WrongSegmentKind(..) => "wrong_segment_kind",
             EngineError::SegmentInUse { .. } => "segment_in_use",
@@ -204,7 +210,10 @@ pub enum StaticEdit {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MembershipChange {
     pub segment: SegmentId,
+    pub segment_version: u32,
     pub profile: ProfileRef,
+    /// External id at the time of the change (the profile may be gone since).
+    pub profile_id: Arc<str>,
     pub entered: bool,
 }
 
@@ -214,6 +223,9 @@ pub struct Engine {
     schema: RwLock<Schema>,
     identities: DashMap<Box<str>, ProfileRef>,
     registry: RwLock<Registry>,
+    changes: ChangeLog,
+    /// Serializes profile creation (see `resolve_or_create`).
+    creation: parking_lot::Mutex<()>,
     clock: Arc<dyn Clock>,
 }
 
@@ -241,6 +253,7 @@ impl Engine {
 
     pub fn with_clock(options: EngineOptions, clock: Arc<dyn Clock>) -> Engine {
         let shard_count = options.shards.clamp(1, 1024);
+        let change_log = options.change_log;
         Engine {
             shards: (0..shard_count)
                 .map(|index| RwLock::new(Shard::new(ShardId(index as u16))))
@@ -249,8 +262,36 @@ impl Engine {
             schema: RwLock::new(Schema::default()),
             identities: DashMap::new(),
             registry: RwLock::new(Registry::default()),
+            changes: ChangeLog::new(change_log, 1),
+            creation: parking_lot::Mutex::new(()),
             clock,
         }
+    }
+
+    /// The membership change log.
+    pub fn changes(&self) -> &ChangeLog {
+        &self.changes
+    }
+
+    /// Appends membership changes to the change log.
+    fn record(&self, changes: &[MembershipChange], cause: Cause) {
+        if changes.is_empty() {
+            return;
+        }
+        let time_ms = self.clock.now_ms();
+        self.changes
+            .append(changes.iter().map(|change| PendingChange {
+                time_ms,
+                segment_id: change.segment.0,
+                segment_version: change.segment_version,
+                profile: change.profile_id.clone(),
+                kind: if change.entered {
+                    ChangeKind::Entered
+                } else {
+                    ChangeKind::Exited
+                },
+                cause,
+            }));
     }
 
     pub fn options(&self) -> &EngineOptions {
@@ -457,30 +498,24 @@ impl Engine {
         if self.apply_schema(&prepared) {
             self.recompile_all();
         }
-        let keys: Vec<String> = user_id
+        let mut keys: Vec<String> = user_id
             .map(|id| format!("u:{id}"))
             .into_iter()
             .chain(anonymous_id.map(|id| format!("a:{id}")))
             .collect();
-        let registry = self.registry.read();
-        let existing = keys
+        // Configured identity traits (e.g. email) identify the profile too.
+        let identity_keys: Vec<String> = prepared
+            .assignments
             .iter()
-            .find_map(|key| self.identities.get(key.as_str()).map(|e| *e));
-        let (profile, created) = match existing {
-            Some(profile) => (profile, false),
-            None => {
-                let shard_index = self.shard_for_key(&keys[0]);
-                let mut shard = self.shards[shard_index].write();
-                let local = shard.allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
-                (
-                    ProfileRef {
-                        shard: shard.id,
-                        local,
-                    },
-                    true,
-                )
-            }
-        };
+            .filter(|(name, _, _)| self.options.identity_traits.iter().any(|t| t == name))
+            .filter_map(|(name, _, value)| match value {
+                Some(TraitValue::String(text)) => Some(format!("t:{name}:{text}")),
+                _ => None,
+            })
+            .collect();
+        keys.extend(identity_keys.iter().cloned());
+        let registry = self.registry.read();
+        let (profile, created) = self.resolve_or_create(&keys);
         let mut shard = self.shards[profile.shard.0 as usize].write();
         if !shard.is_live(profile.local) {
             return Err(EngineError::ProfileNotFound(keys[0].clone()));
@@ -499,6 +534,28 @@ impl Engine {
                     .any(|id| &**id == anonymous_id)
                 {
                     identity.anonymous_ids.push(anonymous_id.into());
+                }
+            }
+        }
+        // An identity trait that changes value stops identifying the profile by the old one.
+        for name in &self.options.identity_traits {
+            let changes_value = prepared
+                .assignments
+                .iter()
+                .any(|(assigned, _, _)| assigned == name);
+            if !changes_value {
+                continue;
+            }
+            if let Some((column, _)) = self.schema.read().lookup(name) {
+                if let Some(old) = shard
+                    .column(column)
+                    .and_then(|c| c.get_str(profile.local.0))
+                {
+                    let old_key = format!("t:{name}:{old}");
+                    if !keys.contains(&old_key) {
+                        self.identities
+                            .remove_if(old_key.as_str(), |_, owner| *owner == profile);
+                    }
                 }
             }
         }
@@ -536,7 +593,37 @@ impl Engine {
             )
         };
         let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        // Recorded under the shard lock so the log keeps each profile's order.
+        self.record(&changes, Cause::Event);
         Ok((profile, changes))
+    }
+
+    /// The profile any of `keys` names, or a new one (registered under every key).
+    /// Creation is serialized so two messages for a new identifier make one profile.
+    fn resolve_or_create(&self, keys: &[String]) -> (ProfileRef, bool) {
+        let find = || {
+            keys.iter()
+                .find_map(|key| self.identities.get(key.as_str()).map(|entry| *entry))
+        };
+        if let Some(profile) = find() {
+            return (profile, false);
+        }
+        let _creating = self.creation.lock();
+        if let Some(profile) = find() {
+            return (profile, false);
+        }
+        let shard_index = self.shard_for_key(&keys[0]);
+        let local = self.shards[shard_index]
+            .write()
+            .allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
+        let profile = ProfileRef {
+            shard: ShardId(shard_index as u16),
+            local,
+        };
+        for key in keys {
+            self.identities.insert(key.as_str().into(), profile);
+        }
+        (profile, true)
     }
 
     /// Re-evaluates `segments` (in dependency order) for one profile.
@@ -550,17 +637,22 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         let mut changes = Vec::new();
         for segment in segments {
-            let Some(condition) = registry.get(*segment).and_then(|d| d.condition()) else {
+            let Some(definition) = registry.get(*segment) else {
+                continue;
+            };
+            let Some(condition) = definition.condition() else {
                 continue;
             };
             let member = matches(condition, shard, local, now_ms);
             if shard.set_member(*segment, local, member) {
                 changes.push(MembershipChange {
                     segment: *segment,
+                    segment_version: definition.version,
                     profile: ProfileRef {
                         shard: shard.id,
                         local,
                     },
+                    profile_id: shard.identities[local.0 as usize].external_id().into(),
                     entered: member,
                 });
             }
@@ -573,7 +665,6 @@ impl Engine {
         let profile = self
             .resolve(external_id)
             .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
-        let registry = self.registry.read();
         let mut shard = self.shards[profile.shard.0 as usize].write();
         let identity = shard.identities[profile.local.0 as usize].clone();
         let identity_values: Vec<String> = self
@@ -588,6 +679,7 @@ impl Engine {
                     .map(|v| format!("t:{name}:{v}"))
             })
             .collect();
+        let profile_id: Arc<str> = identity.external_id().into();
         let left = shard.remove_profile(profile.local);
         for key in identity
             .user_id
@@ -600,15 +692,19 @@ impl Engine {
                 .remove_if(key.as_str(), |_, value| *value == profile);
         }
         // Segments that referenced the ones it left need no work: the profile is gone.
-        drop(registry);
-        Ok(left
+        let changes: Vec<MembershipChange> = left
             .into_iter()
             .map(|segment| MembershipChange {
                 segment,
+                segment_version: self.segment(segment).map_or(0, |d| d.version),
                 profile,
+                profile_id: profile_id.clone(),
                 entered: false,
             })
-            .collect())
+            .collect();
+        drop(shard);
+        self.record(&changes, Cause::Delete);
+        Ok(changes)
     }
 
     /// External id of a profile.
@@ -673,6 +769,18 @@ impl Engine {
         description: &str,
         rule: Option<RuleInput>,
     ) -> Result<SegmentSummary, EngineError> {
+        self.create_segment_with(name, description, rule, false)
+    }
+
+    /// Like [`Engine::create_segment`]; with `emit_initial` every initial member is
+    /// recorded in the change log as entered (cause `initial`).
+    pub fn create_segment_with(
+        &self,
+        name: &str,
+        description: &str,
+        rule: Option<RuleInput>,
+        emit_initial: bool,
+    ) -> Result<SegmentSummary, EngineError> {
         Self::check_segment_name(name)?;
         let rule = rule.map(RuleInput::into_rule).transpose()?;
         let id = {
@@ -680,8 +788,10 @@ impl Engine {
             if registry.id_of(name).is_some() {
                 return Err(EngineError::DuplicateSegmentName(name.to_string()));
             }
-            if registry.len() >= MAX_SEGMENTS {
-                return Err(EngineError::TooManySegments);
+            if registry.len() >= self.options.max_segments.min(MAX_SEGMENTS) {
+                return Err(EngineError::TooManySegments(
+                    self.options.max_segments.min(MAX_SEGMENTS),
+                ));
             }
             let kind = match rule {
                 Some(rule) => {
@@ -706,7 +816,10 @@ impl Engine {
             });
             id
         };
-        self.recompute(id);
+        let initial = self.recompute(id);
+        if emit_initial {
+            self.record(&initial, Cause::Initial);
+        }
         self.segment_summary(id)
     }
 
@@ -754,6 +867,7 @@ impl Engine {
         for dependent in dependents {
             changes.extend(self.recompute(dependent));
         }
+        self.record(&changes, Cause::RuleEdit);
         Ok((self.segment_summary(id)?, changes))
     }
 
@@ -784,24 +898,29 @@ impl Engine {
     /// Recomputes one dynamic segment over every shard; returns the changes.
     fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
         let registry = self.registry.read();
-        let Some(condition) = registry.get(id).and_then(|d| d.condition()).cloned() else {
+        let Some(definition) = registry.get(id).cloned() else {
+            return Vec::new();
+        };
+        let Some(condition) = definition.condition() else {
             return Vec::new();
         };
         let now_ms = self.clock.now_ms();
         let mut changes = Vec::new();
         for shard_lock in &self.shards {
             let shard = shard_lock.upgradable_read();
-            let members = matching(&condition, &shard, &shard.live, now_ms);
+            let members = matching(condition, &shard, &shard.live, now_ms);
             let mut shard = RwLockUpgradableReadGuard::upgrade(shard);
             let (entered, exited) = shard.replace_members(id, members);
             let shard_id = shard.id;
             for (ids, entered) in [(&entered, true), (&exited, false)] {
                 changes.extend(ids.iter().map(|local| MembershipChange {
                     segment: id,
+                    segment_version: definition.version,
                     profile: ProfileRef {
                         shard: shard_id,
                         local: LocalId(local),
                     },
+                    profile_id: shard.identities[local as usize].external_id().into(),
                     entered,
                 }));
             }
@@ -1143,15 +1262,18 @@ impl Engine {
             for local in &touched {
                 changes.push(MembershipChange {
                     segment: id,
+                    segment_version: definition.version,
                     profile: ProfileRef {
                         shard: shard.id,
                         local: LocalId(local),
                     },
+                    profile_id: shard.identities[local as usize].external_id().into(),
                     entered: entered.contains(local),
                 });
                 changes.extend(self.reevaluate(&registry, &mut shard, LocalId(local), &dependents));
             }
         }
+        self.record(&changes, Cause::StaticEdit);
         Ok((changes, unknown))
     }
 
