@@ -9,6 +9,7 @@
 use crate::changes::{Cause, ChangeKind, ChangeLog, ChangeLogOptions, PendingChange};
 use crate::clock::{Clock, SystemClock};
 use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
+use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
 use crate::segment::evaluate::{matches, matching};
@@ -35,6 +36,29 @@ pub const MAX_IDENTIFIER_BYTES: usize = 512;
 pub const MAX_PAGE_SIZE: usize = 10_000;
 /// Most profiles in one static add/remove/replace request.
 pub const MAX_STATIC_EDIT: usize = 100_000;
+/// How many recent `messageId`s are remembered for de-duplication.
+pub const DEDUP_WINDOW_MESSAGES: usize = 1_000_000;
+
+/// What applying a batch did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct BatchOutcome {
+    pub applied: usize,
+    /// Messages skipped because their `messageId` was seen recently.
+    pub duplicates: usize,
+    /// Messages dropped because they name an erased (suppressed) identifier.
+    pub suppressed: usize,
+    /// Membership changes caused.
+    pub changes: usize,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct EngineCounters {
+    pub messages_applied: std::sync::atomic::AtomicU64,
+    pub messages_duplicate: std::sync::atomic::AtomicU64,
+    pub messages_suppressed: std::sync::atomic::AtomicU64,
+    pub membership_changes: std::sync::atomic::AtomicU64,
+}
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
@@ -218,15 +242,23 @@ pub struct MembershipChange {
 }
 
 pub struct Engine {
-    options: EngineOptions,
-    shards: Vec<RwLock<Shard>>,
-    schema: RwLock<Schema>,
-    identities: DashMap<Box<str>, ProfileRef>,
-    registry: RwLock<Registry>,
-    changes: ChangeLog,
+    pub(crate) options: EngineOptions,
+    pub(crate) shards: Vec<RwLock<Shard>>,
+    pub(crate) schema: RwLock<Schema>,
+    pub(crate) identities: DashMap<Box<str>, ProfileRef>,
+    pub(crate) registry: RwLock<Registry>,
+    pub(crate) changes: ChangeLog,
+    /// Recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
+    pub(crate) seen_messages: parking_lot::Mutex<(
+        std::collections::HashSet<Box<str>>,
+        std::collections::VecDeque<Box<str>>,
+    )>,
+    /// Identity keys of erased profiles: later messages naming them are dropped.
+    pub(crate) suppressed: dashmap::DashSet<Box<str>>,
+    pub counters: EngineCounters,
     /// Serializes profile creation (see `resolve_or_create`).
-    creation: parking_lot::Mutex<()>,
-    clock: Arc<dyn Clock>,
+    pub(crate) creation: parking_lot::Mutex<()>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -264,6 +296,9 @@ impl Engine {
             registry: RwLock::new(Registry::default()),
             changes: ChangeLog::new(change_log, 1),
             creation: parking_lot::Mutex::new(()),
+            seen_messages: parking_lot::Mutex::new(Default::default()),
+            suppressed: dashmap::DashSet::new(),
+            counters: EngineCounters::default(),
             clock,
         }
     }
@@ -478,6 +513,131 @@ impl Engine {
 
     fn shard_for_key(&self, key: &str) -> usize {
         (xxhash_rust::xxh3::xxh3_64(key.as_bytes()) % self.shards.len() as u64) as usize
+    }
+
+    /// Applies a batch of validated messages in order. Every message is checked first
+    /// (traits and properties against the schema, limits), so either the whole batch is
+    /// applied or nothing is. Duplicated `messageId`s within the de-duplication window
+    /// and messages naming erased identifiers are skipped and counted.
+    pub fn apply_batch(&self, messages: &[Message]) -> Result<BatchOutcome, EngineError> {
+        for message in messages {
+            self.validate_message(message)?;
+        }
+        let mut outcome = BatchOutcome::default();
+        for message in messages {
+            if self.is_suppressed(message) {
+                outcome.suppressed += 1;
+                continue;
+            }
+            if let Some(message_id) = &message.message_id {
+                if !self.remember_message(message_id) {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+            }
+            outcome.changes += self.apply_message(message)?;
+            outcome.applied += 1;
+        }
+        self.counters
+            .messages_applied
+            .fetch_add(outcome.applied as u64, Ordering::Relaxed);
+        self.counters
+            .messages_duplicate
+            .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+        self.counters
+            .messages_suppressed
+            .fetch_add(outcome.suppressed as u64, Ordering::Relaxed);
+        self.counters
+            .membership_changes
+            .fetch_add(outcome.changes as u64, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    /// Checks a message without applying it.
+    fn validate_message(&self, message: &Message) -> Result<(), EngineError> {
+        for identifier in message.user_id.iter().chain(message.anonymous_id.iter()) {
+            Self::check_identifier(identifier)?;
+        }
+        match &message.kind {
+            MessageKind::Identify { traits } => self.prepare_traits(traits).map(|_| ()),
+            MessageKind::Track { event, properties } => self.validate_event(event, properties),
+            MessageKind::Alias { previous_id } => Self::check_identifier(previous_id),
+        }
+    }
+
+    fn apply_message(&self, message: &Message) -> Result<usize, EngineError> {
+        let user_id = message.user_id.as_deref();
+        let anonymous_id = message.anonymous_id.as_deref();
+        match &message.kind {
+            MessageKind::Identify { traits } => {
+                Ok(self.identify(user_id, anonymous_id, traits)?.1.len())
+            }
+            MessageKind::Track { event, properties } => {
+                let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
+                Ok(self
+                    .track(user_id, anonymous_id, event, time_ms, properties)?
+                    .len())
+            }
+            MessageKind::Alias { previous_id } => {
+                Ok(self.alias(user_id.unwrap_or_default(), previous_id)?.len())
+            }
+        }
+    }
+
+    /// Whether a message names an erased identifier.
+    fn is_suppressed(&self, message: &Message) -> bool {
+        if self.suppressed.is_empty() {
+            return false;
+        }
+        let user = message.user_id.as_ref().map(|id| format!("u:{id}"));
+        let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
+        user.iter()
+            .chain(anonymous.iter())
+            .any(|key| self.suppressed.contains(key.as_str()))
+    }
+
+    /// Records a message id; false when it was seen within the window.
+    fn remember_message(&self, message_id: &str) -> bool {
+        let mut seen = self.seen_messages.lock();
+        let (set, order) = &mut *seen;
+        if set.contains(message_id) {
+            return false;
+        }
+        let key: Box<str> = message_id.into();
+        set.insert(key.clone());
+        order.push_back(key);
+        if order.len() > DEDUP_WINDOW_MESSAGES {
+            if let Some(oldest) = order.pop_front() {
+                set.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    /// Deletes a profile and suppresses its identifiers: later messages naming them are
+    /// dropped (and counted) instead of re-creating the profile.
+    pub fn erase_profile(&self, external_id: &str) -> Result<Vec<MembershipChange>, EngineError> {
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        let identity = self.shards[profile.shard.0 as usize].read().identities
+            [profile.local.0 as usize]
+            .clone();
+        let changes = self.delete_profile(external_id)?;
+        for key in identity
+            .user_id
+            .iter()
+            .map(|id| format!("u:{id}"))
+            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
+        {
+            self.suppressed.insert(key.into());
+        }
+        Ok(changes)
+    }
+
+    /// Identity keys currently suppressed (for persistence).
+    pub fn suppressed_keys(&self) -> Vec<String> {
+        self.suppressed.iter().map(|key| key.to_string()).collect()
     }
 
     /// Sets traits on the profile known by `user_id` / `anonymous_id` (created when
@@ -1357,4 +1517,114 @@ fn lookup_original<'a>(
         current = current.as_object()?.get(part)?;
     }
     Some(current)
+}
+
+/// The profile card: everything segd holds about a profile, for people and exports.
+#[derive(Clone, Debug, Serialize)]
+pub struct ProfileCard {
+    pub id: String,
+    pub user_id: Option<String>,
+    pub anonymous_ids: Vec<String>,
+    pub traits: serde_json::Map<String, Value>,
+    pub segments: Vec<SegmentRef>,
+    pub events: Vec<EventSummary>,
+    pub recent_events: Vec<RecentEvent>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct SegmentRef {
+    pub id: SegmentId,
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventSummary {
+    pub event: String,
+    pub count: u64,
+    pub first: String,
+    pub last: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecentEvent {
+    pub event: String,
+    pub timestamp: String,
+    pub properties: serde_json::Map<String, Value>,
+}
+
+impl Engine {
+    /// The profile card (`recent` bounds the number of recent events listed).
+    pub fn profile_card(
+        &self,
+        external_id: &str,
+        recent: usize,
+    ) -> Result<ProfileCard, EngineError> {
+        let profile = self
+            .resolve(external_id)
+            .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        let traits = self.traits_of(external_id)?;
+        let registry = self.registry.read();
+        let shard = self.shards[profile.shard.0 as usize].read();
+        let identity = &shard.identities[profile.local.0 as usize];
+        let segments = shard
+            .segments_of(profile.local)
+            .iter()
+            .filter_map(|id| {
+                registry.get(*id).map(|d| SegmentRef {
+                    id: *id,
+                    name: d.name.clone(),
+                })
+            })
+            .collect();
+        let (events, recent_events) = self.event_card(&shard, profile.local, recent);
+        Ok(ProfileCard {
+            id: identity.external_id(),
+            user_id: identity.user_id.as_ref().map(|id| id.to_string()),
+            anonymous_ids: identity
+                .anonymous_ids
+                .iter()
+                .map(|id| id.to_string())
+                .collect(),
+            traits,
+            segments,
+            events,
+            recent_events,
+        })
+    }
+}
+
+// TEMPORARY (until the event store merges): behavioral ingest.
+impl Engine {
+    fn event_card(
+        &self,
+        _shard: &Shard,
+        _local: LocalId,
+        _recent: usize,
+    ) -> (Vec<EventSummary>, Vec<RecentEvent>) {
+        (Vec::new(), Vec::new())
+    }
+    fn validate_event(
+        &self,
+        _event: &str,
+        _properties: &serde_json::Map<String, Value>,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+    pub fn track(
+        &self,
+        _user_id: Option<&str>,
+        _anonymous_id: Option<&str>,
+        _event: &str,
+        _time_ms: i64,
+        _properties: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        Ok(Vec::new())
+    }
+    pub fn alias(
+        &self,
+        _user_id: &str,
+        _previous_id: &str,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        Ok(Vec::new())
+    }
 }
