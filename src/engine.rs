@@ -51,6 +51,12 @@ pub struct BatchOutcome {
     pub changes: usize,
 }
 
+/// Recently seen message ids: a set for lookups and a queue for eviction order.
+type SeenMessages = (
+    std::collections::HashSet<Box<str>>,
+    std::collections::VecDeque<Box<str>>,
+);
+
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
 pub struct EngineCounters {
@@ -249,10 +255,7 @@ pub struct Engine {
     pub(crate) registry: RwLock<Registry>,
     pub(crate) changes: ChangeLog,
     /// Recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
-    pub(crate) seen_messages: parking_lot::Mutex<(
-        std::collections::HashSet<Box<str>>,
-        std::collections::VecDeque<Box<str>>,
-    )>,
+    pub(crate) seen_messages: parking_lot::Mutex<SeenMessages>,
     /// Identity keys of erased profiles: later messages naming them are dropped.
     pub(crate) suppressed: dashmap::DashSet<Box<str>>,
     pub counters: EngineCounters,
