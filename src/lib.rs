@@ -1,3 +1,4 @@
 //! segd: an in-memory, real-time customer segmentation engine.
 pub mod changes;
+pub mod demo;
 pub mod segment;
