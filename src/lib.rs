@@ -1,8 +1,10 @@
 //! segd: an in-memory, real-time customer segmentation engine.
 //!
 //! See the README's Architecture section for how the modules fit together.
+pub mod bulk;
 pub mod changes;
 pub mod clock;
+pub mod demo;
 pub mod engine;
 pub mod ids;
 pub mod index;

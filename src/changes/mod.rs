@@ -39,8 +39,9 @@
 //! bounded), and changes older than `retention_age_ms` are dropped. Age is measured against
 //! the newest `time_ms` the log has seen (on `append`) or the time given to `expire`. Only
 //! the oldest end is dropped, so sequences stay contiguous: a change stamped with an older
-//! time that sits behind a newer one waits until the ones before it go. The engine should
-//! stamp changes with the time it records them.
+//! time that sits behind a newer one waits until the ones before it go. The engine must
+//! stamp changes with its own clock at the time it records them, never with a client's
+//! event time: one change stamped far in the future would expire everything before it.
 //!
 //! # Waiting
 //! `subscribe` hands out a `tokio::sync::watch` receiver of the head sequence (for SSE and
@@ -245,7 +246,9 @@ impl ChangeLog {
 
     /// Appends a group of changes with consecutive sequence numbers, atomically with respect
     /// to readers and other appenders. Returns the assigned range, or `None` for an empty
-    /// group. Applies retention and wakes waiters.
+    /// group. Applies retention and wakes waiters. The iterator runs under the log's lock:
+    /// pass changes already computed (a `Vec` or array), never a lazy iterator that does
+    /// real work or touches this log.
     pub fn append(
         &self,
         changes: impl IntoIterator<Item = PendingChange>,
