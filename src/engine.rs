@@ -25,7 +25,7 @@ use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 use roaring::{MultiOps, RoaringBitmap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 use thiserror::Error;
@@ -355,36 +355,17 @@ impl Engine {
         self.schema.read().clone()
     }
 
-    /// Runs `work` on every shard (read-locked), spread over the machine's cores.
+    /// Runs `work` on every shard (read-locked), spread over the machine's cores by
+    /// rayon's pool (no thread start-up per call; small stores stay on this thread).
     pub fn map_shards<T: Send>(&self, work: impl Fn(&Shard) -> T + Sync) -> Vec<T> {
-        let workers = std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(self.shards.len());
-        if workers <= 1 {
-            return self
-                .shards
-                .iter()
-                .map(|shard| work(&shard.read()))
-                .collect();
+        use rayon::prelude::*;
+        if self.shards.len() == 1 {
+            return vec![work(&self.shards[0].read())];
         }
-        let next = AtomicUsize::new(0);
-        let mut results: Vec<Option<T>> = (0..self.shards.len()).map(|_| None).collect();
-        let slots: Vec<parking_lot::Mutex<&mut Option<T>>> =
-            results.iter_mut().map(parking_lot::Mutex::new).collect();
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    let index = next.fetch_add(1, Ordering::Relaxed);
-                    if index >= self.shards.len() {
-                        break;
-                    }
-                    let value = work(&self.shards[index].read());
-                    **slots[index].lock() = Some(value);
-                });
-            }
-        });
-        drop(slots);
-        results.into_iter().flatten().collect()
+        self.shards
+            .par_iter()
+            .map(|shard| work(&shard.read()))
+            .collect()
     }
 
     // ------------------------------------------------------------------ profiles
@@ -1216,6 +1197,27 @@ impl Engine {
             sample,
             took_us: started.elapsed().as_micros() as u64,
         })
+    }
+
+    /// Compiles a rule against the current schema and segments (for repeated
+    /// per-profile evaluation, e.g. in benches).
+    pub fn compile_rule(
+        &self,
+        rule: &Rule,
+    ) -> Result<crate::segment::compile::Condition, EngineError> {
+        let registry = self.registry.read();
+        self.compile_for(&registry, None, rule)
+    }
+
+    /// Per-profile evaluation of a compiled condition.
+    pub fn evaluate_profile(
+        &self,
+        condition: &crate::segment::compile::Condition,
+        profile: ProfileRef,
+    ) -> bool {
+        let shard = self.shards[profile.shard.0 as usize].read();
+        shard.is_live(profile.local)
+            && matches(condition, &shard, profile.local, self.clock.now_ms())
     }
 
     /// Count only, for benches and the demo command.

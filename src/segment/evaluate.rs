@@ -54,11 +54,11 @@ pub fn matching(
     }
     match condition {
         Condition::And(children) => {
-            let mut order: Vec<(u64, &Condition)> = children
+            let mut order: Vec<((u8, u64), &Condition)> = children
                 .iter()
-                .map(|child| (estimate(child, shard, universe), child))
+                .map(|child| ((cost_class(child), estimate(child, shard, universe)), child))
                 .collect();
-            order.sort_by_key(|(estimate, _)| *estimate);
+            order.sort_by_key(|(key, _)| *key);
             let mut current = universe.clone();
             for (_, child) in order {
                 current = matching(child, shard, &current, now_ms);
@@ -102,6 +102,27 @@ pub fn matching(
 /// intersected without building its result when it is a plain bitmap).
 pub fn count(condition: &Condition, shard: &Shard, universe: &RoaringBitmap, now_ms: i64) -> u64 {
     matching(condition, shard, universe, now_ms).len()
+}
+
+/// How expensive a condition is per candidate, coarsely: 0 = one bitmap operation
+/// (value lookups, booleans, segments, presence), 1 = ranges and text (index walks or
+/// scans), 2 = per-profile work (events, random buckets). `and` runs cheap classes
+/// first so the expensive ones see the narrowest universe.
+fn cost_class(condition: &Condition) -> u8 {
+    match condition {
+        Condition::Constant(_) | Condition::InSegment(_) => 0,
+        Condition::Trait { predicate, .. } => match predicate {
+            Predicate::Has
+            | Predicate::StringEqualAny { .. }
+            | Predicate::BooleanEqual { .. }
+            | Predicate::ListAny { .. } => 0,
+            _ => 1,
+        },
+        Condition::And(children) => children.iter().map(cost_class).min().unwrap_or(0),
+        Condition::Or(children) => children.iter().map(cost_class).max().unwrap_or(0),
+        Condition::Not(child) => cost_class(child),
+        Condition::Event(_) | Condition::RandomBucket { .. } => 2,
+    }
 }
 
 /// A cheap upper bound of how many profiles of `universe` a condition can match, used

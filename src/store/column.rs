@@ -30,6 +30,9 @@ pub const DICTIONARY_LIMIT: usize = 4_096;
 const TIMESTAMP_BUCKET_MS: i64 = 60_000;
 const FLOAT_KEY_LIMIT: f64 = 4.0e18;
 const ABSENT_CODE: u32 = u32::MAX;
+/// A numeric comparison checks candidates one by one when they are fewer than
+/// 1/SCAN_RATIO of the column's values (measured: see BENCHMARKS.md).
+const SCAN_RATIO: u64 = 4;
 
 /// A number as written in a rule: compared exactly against integer and float columns.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -586,6 +589,13 @@ impl Column {
         out
     }
 
+    /// Candidates few enough that checking their exact values one by one beats the
+    /// bit-sliced index (whose cost is depth × containers touched, whatever the count).
+    fn scan_candidates(&self, universe: &RoaringBitmap) -> Option<RoaringBitmap> {
+        let candidates = universe & &self.present;
+        (candidates.len() * SCAN_RATIO < self.present.len()).then_some(candidates)
+    }
+
     /// Numeric comparison (integer and float columns) against an exact number.
     pub fn compare_number(
         &self,
@@ -593,6 +603,23 @@ impl Column {
         literal: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let Some(candidates) = self.scan_candidates(universe) {
+            return match &self.data {
+                ColumnData::Integer { values, .. } => filter_ids(&candidates, |id| {
+                    ordering_satisfies(
+                        compare_numbers(Number::Integer(values[id as usize]), literal),
+                        op,
+                    )
+                }),
+                ColumnData::Float { values, .. } => filter_ids(&candidates, |id| {
+                    ordering_satisfies(
+                        compare_numbers(Number::Float(values[id as usize]), literal),
+                        op,
+                    )
+                }),
+                _ => RoaringBitmap::new(),
+            };
+        }
         match &self.data {
             ColumnData::Integer { index, .. } => {
                 // Turn a fractional literal into the equivalent integer bound.
@@ -637,6 +664,22 @@ impl Column {
         high: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        // One pass over few candidates instead of two comparisons.
+        if let Some(candidates) = self.scan_candidates(universe) {
+            let inside = |number: Number| {
+                compare_numbers(number, low) != Ordering::Less
+                    && compare_numbers(number, high) != Ordering::Greater
+            };
+            return match &self.data {
+                ColumnData::Integer { values, .. } => filter_ids(&candidates, |id| {
+                    inside(Number::Integer(values[id as usize]))
+                }),
+                ColumnData::Float { values, .. } => {
+                    filter_ids(&candidates, |id| inside(Number::Float(values[id as usize])))
+                }
+                _ => RoaringBitmap::new(),
+            };
+        }
         let at_least = self.compare_number(CompareOp::GreaterOrEqual, low, universe);
         self.compare_number(CompareOp::LessOrEqual, high, &at_least)
     }
@@ -648,6 +691,14 @@ impl Column {
         millis: i64,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let Some(candidates) = self.scan_candidates(universe) {
+            return match &self.data {
+                ColumnData::Timestamp { values, .. } => filter_ids(&candidates, |id| {
+                    ordering_satisfies(values[id as usize].cmp(&millis), op)
+                }),
+                _ => RoaringBitmap::new(),
+            };
+        }
         match &self.data {
             ColumnData::Timestamp { values, index } => {
                 let exact = |id: u32| ordering_satisfies(values[id as usize].cmp(&millis), op);
@@ -750,6 +801,13 @@ impl Column {
                 }
             }
     }
+}
+
+/// `ids` whose `keep` is true (ids come sorted, so the result is built by appending).
+fn filter_ids(ids: &RoaringBitmap, keep: impl Fn(u32) -> bool) -> RoaringBitmap {
+    // Collecting first and building once is cheaper than growing the bitmap per id.
+    let kept: Vec<u32> = ids.iter().filter(|id| keep(*id)).collect();
+    RoaringBitmap::from_sorted_iter(kept).unwrap_or_default()
 }
 
 enum IntegerBound {
