@@ -10,6 +10,7 @@
 //!   one profile per iteration (cycling through 4,096 profiles);
 //! - `segments_of_profile/1000_segments`: "segments of P" with 1,000 live segments at
 //!   100k profiles; p50/p99/p99.9 are also printed from an HDR histogram.
+//!
 //! Build time and bytes per profile are printed while loading (`load:` lines).
 //!
 //! Sizes come from `SEGD_BENCH_PROFILES` (comma list, default `1000000,10000000`).
