@@ -12,7 +12,7 @@ use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
-use crate::segment::evaluate::{matches, matching};
+use crate::segment::evaluate::{matches, matching, next_change_after};
 use crate::segment::parser::{normalize, parse_rule, ParseError};
 use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
@@ -788,6 +788,10 @@ impl Engine {
                 continue;
             };
             let member = matches(condition, shard, local, now_ms);
+            if condition.is_time_dependent() {
+                let due = next_change_after(condition, shard, local, now_ms);
+                shard.timers.schedule(local, *segment, due);
+            }
             if shard.set_member(*segment, local, member) {
                 changes.push(MembershipChange {
                     segment: *segment,
@@ -802,6 +806,42 @@ impl Engine {
             }
         }
         changes
+    }
+
+    /// Applies time-driven membership changes that are due: pops only the due timers of
+    /// each shard, re-evaluates those (profile, segment) pairs and everything that
+    /// references the segment, and records the changes with cause `time`.
+    pub fn tick(&self) -> usize {
+        let registry = self.registry.read();
+        let now_ms = self.clock.now_ms();
+        let mut total = 0;
+        for shard_lock in &self.shards {
+            let mut shard = shard_lock.write();
+            let due = shard.timers.pop_due(now_ms);
+            if due.is_empty() {
+                continue;
+            }
+            let mut changes = Vec::new();
+            for (local, segment) in due {
+                if !shard.is_live(local) {
+                    continue;
+                }
+                let mut segments = vec![segment];
+                segments.extend_from_slice(registry.dependents_of(segment));
+                changes.extend(self.reevaluate(&registry, &mut shard, local, &segments));
+            }
+            total += changes.len();
+            self.record(&changes, Cause::Time);
+        }
+        total
+    }
+
+    /// The earliest pending time-driven re-evaluation.
+    pub fn next_timer_ms(&self) -> Option<i64> {
+        self.shards
+            .iter()
+            .filter_map(|shard| shard.read().timers.next_due())
+            .min()
     }
 
     /// Deletes a profile everywhere; returns the segments it left.
@@ -1055,6 +1095,14 @@ impl Engine {
             let members = matching(condition, &shard, &shard.live, now_ms);
             let mut shard = RwLockUpgradableReadGuard::upgrade(shard);
             let (entered, exited) = shard.replace_members(id, members);
+            shard.timers.clear_segment(id);
+            if condition.is_time_dependent() {
+                let live: Vec<u32> = shard.live.iter().collect();
+                for local in live {
+                    let due = next_change_after(condition, &shard, LocalId(local), now_ms);
+                    shard.timers.schedule(LocalId(local), id, due);
+                }
+            }
             let shard_id = shard.id;
             for (ids, entered) in [(&entered, true), (&exited, false)] {
                 changes.extend(ids.iter().map(|local| MembershipChange {

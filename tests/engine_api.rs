@@ -501,3 +501,69 @@ fn integer_trait_widens_to_float_and_rules_keep_working() {
     assert_eq!(engine.count(rich.id), 1);
     assert_eq!(engine.traits_of("a").unwrap()["ltv"], json!(100.0));
 }
+
+#[test]
+fn relative_time_membership_changes_when_time_passes() {
+    let clock = ManualClock::new(NOW_MS);
+    let engine = Engine::with_clock(
+        EngineOptions {
+            shards: 2,
+            ..EngineOptions::default()
+        },
+        clock.clone(),
+    );
+    let day = 86_400_000;
+    let signup = |days_ago: i64| {
+        traits(json!({"signup_at": segd::store::value::format_timestamp(NOW_MS - days_ago * day)}))
+    };
+    engine.identify(Some("fresh"), None, &signup(29)).unwrap();
+    engine.identify(Some("old"), None, &signup(40)).unwrap();
+    engine
+        .identify(
+            Some("future"),
+            None,
+            &traits(json!({"signup_at": segd::store::value::format_timestamp(NOW_MS + day)})),
+        )
+        .unwrap();
+    let recent = engine
+        .create_segment(
+            "recent",
+            "",
+            Some(RuleInput::Ast(Rule::Recent {
+                trait_name: "signup_at".into(),
+                recency: segd::segment::ast::Recency::WithinLast,
+                span: segd::segment::ast::Span {
+                    amount: 30,
+                    unit: segd::segment::ast::TimeUnit::Days,
+                },
+            })),
+        )
+        .unwrap();
+    assert_eq!(
+        set(engine.all_members(recent.id)),
+        set(vec!["fresh".into()])
+    );
+    // Only the two profiles with a future edge have timers: "old" has none.
+    assert_eq!(engine.next_timer_ms(), Some(NOW_MS + day));
+    assert_eq!(engine.tick(), 0, "nothing due yet");
+    clock.advance(day);
+    assert_eq!(engine.tick(), 1, "the future signup enters");
+    clock.advance(day);
+    assert_eq!(
+        engine.tick(),
+        1,
+        "the 29-day-old signup leaves one day later"
+    );
+    assert_eq!(
+        set(engine.all_members(recent.id)),
+        set(vec!["future".into()])
+    );
+    let read = engine.changes().read(0, None, 10).unwrap();
+    assert_eq!(read.changes.len(), 2);
+    assert!(read
+        .changes
+        .iter()
+        .all(|change| change.cause == Cause::Time));
+    assert_eq!(&*read.changes[1].profile, "fresh");
+    assert_eq!(read.changes[1].kind, ChangeKind::Exited);
+}

@@ -9,3 +9,6 @@ pub fn matching(_c: &EventCondition, _s: &Shard, _u: &RoaringBitmap, _n: i64) ->
 pub fn matches(_c: &EventCondition, _s: &Shard, _l: LocalId, _n: i64) -> bool {
     false
 }
+pub fn next_change_after(_c: &EventCondition, _s: &Shard, _l: LocalId, _n: i64) -> Option<i64> {
+    None
+}

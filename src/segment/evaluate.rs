@@ -306,3 +306,49 @@ fn predicate_matches(predicate: &Predicate, column: &Column, id: u32, now_ms: i6
         }
     }
 }
+
+/// The earliest instant after `now_ms` at which some time-dependent condition inside
+/// `condition` can change its value for this profile (a window edge), or `None` when
+/// only new data can change it. Conservative: a leaf flipping need not flip the whole
+/// rule, so the caller re-evaluates and asks again.
+pub fn next_change_after(
+    condition: &Condition,
+    shard: &Shard,
+    local: LocalId,
+    now_ms: i64,
+) -> Option<i64> {
+    match condition {
+        Condition::And(children) | Condition::Or(children) => children
+            .iter()
+            .filter_map(|child| next_change_after(child, shard, local, now_ms))
+            .min(),
+        Condition::Not(child) => next_change_after(child, shard, local, now_ms),
+        Condition::Trait {
+            column,
+            predicate: Predicate::TimestampRecent { recency, span_ms },
+        } => {
+            let time = shard.column(*column)?.get_timestamp(local.0)?;
+            recency_edges(*recency, *span_ms, time)
+                .into_iter()
+                .filter(|edge| *edge > now_ms)
+                .min()
+        }
+        Condition::Event(event) => behavior::next_change_after(event, shard, local, now_ms),
+        _ => None,
+    }
+}
+
+/// The instants (values of "now") at which a relative-time test on time `t` flips;
+/// derived from [`recency_range`].
+pub fn recency_edges(recency: Recency, span_ms: i64, time: i64) -> Vec<i64> {
+    match recency {
+        // now-span <= t <= now  ⟺  t <= now <= t+span
+        Recency::WithinLast => vec![time, time.saturating_add(span_ms).saturating_add(1)],
+        // t < now-span  ⟺  now >= t+span+1
+        Recency::MoreThanAgo => vec![time.saturating_add(span_ms).saturating_add(1)],
+        // t > now-span  ⟺  now <= t+span-1
+        Recency::LessThanAgo => vec![time.saturating_add(span_ms)],
+        // now <= t <= now+span  ⟺  t-span <= now <= t
+        Recency::WithinNext => vec![time.saturating_sub(span_ms), time.saturating_add(1)],
+    }
+}

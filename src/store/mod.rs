@@ -10,6 +10,7 @@
 pub mod column;
 pub mod schema;
 pub mod shard;
+pub mod timers;
 pub mod value;
 
 pub use shard::Shard;

@@ -2,6 +2,7 @@
 
 use crate::ids::{ColumnId, LocalId, SegmentId, ShardId};
 use crate::store::column::Column;
+use crate::store::timers::TimerQueue;
 use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
@@ -40,6 +41,8 @@ pub struct Shard {
     pub members: HashMap<SegmentId, RoaringBitmap>,
     /// Each profile's segments, sorted: answers "segments of P" in O(its segments).
     pub profile_segments: Vec<Vec<SegmentId>>,
+    /// Next time-driven re-evaluation per (profile, segment).
+    pub timers: TimerQueue,
 }
 
 impl Shard {
@@ -54,6 +57,7 @@ impl Shard {
             bucket_hashes: Vec::new(),
             members: HashMap::new(),
             profile_segments: Vec::new(),
+            timers: TimerQueue::default(),
         }
     }
 
@@ -96,6 +100,7 @@ impl Shard {
         }
         self.identities[id as usize] = ProfileIdentity::default();
         self.bucket_hashes[id as usize] = 0;
+        self.timers.clear_profile(local);
         self.free_ids.push(id);
         segments
     }
@@ -189,6 +194,7 @@ impl Shard {
 
     /// Drops a deleted segment everywhere in this shard.
     pub fn drop_segment(&mut self, segment: SegmentId) {
+        self.timers.clear_segment(segment);
         if let Some(old) = self.members.remove(&segment) {
             for id in &old {
                 let list = &mut self.profile_segments[id as usize];
