@@ -1490,6 +1490,70 @@ impl Engine {
         Ok((changes, unknown))
     }
 
+    /// Approximate heap bytes by component: one entry per trait column (summed over
+    /// shards) plus identities, memberships, per-profile segment lists and the identity
+    /// map. For the memory tool and BENCHMARKS.md.
+    pub fn memory_report(&self) -> Vec<(String, usize)> {
+        let schema = self.schema.read();
+        let mut columns = vec![0usize; schema.len()];
+        let mut identities = 0;
+        let mut members = 0;
+        let mut lists = 0;
+        let mut other = 0;
+        for shard_lock in &self.shards {
+            let shard = shard_lock.read();
+            for (index, column) in shard.columns.iter().enumerate() {
+                if let Some(column) = column {
+                    columns[index] += column.memory_bytes();
+                }
+            }
+            identities += shard
+                .identities
+                .iter()
+                .map(|identity| {
+                    40 + identity.user_id.as_ref().map_or(0, |id| id.len())
+                        + identity
+                            .anonymous_ids
+                            .iter()
+                            .map(|id| id.len() + 16)
+                            .sum::<usize>()
+                })
+                .sum::<usize>();
+            members += shard
+                .members
+                .values()
+                .map(RoaringBitmap::serialized_size)
+                .sum::<usize>();
+            lists += shard
+                .profile_segments
+                .iter()
+                .map(|list| 24 + list.capacity() * 4)
+                .sum::<usize>();
+            other += shard.bucket_hashes.capacity() * 8 + shard.live.serialized_size();
+        }
+        let mut report: Vec<(String, usize)> = schema
+            .columns()
+            .map(|(id, info)| {
+                (
+                    format!("trait {} ({})", info.name, info.trait_type),
+                    columns[id.0 as usize],
+                )
+            })
+            .collect();
+        report.push(("profile identifiers".into(), identities));
+        report.push(("segment member bitmaps".into(), members));
+        report.push(("per-profile segment lists".into(), lists));
+        report.push(("live ids and bucket hashes".into(), other));
+        report.push((
+            "identity map".into(),
+            self.identities
+                .iter()
+                .map(|entry| entry.key().len() + 48)
+                .sum(),
+        ));
+        report
+    }
+
     /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
     pub fn memory_bytes(&self) -> usize {
         let shards: usize = self
