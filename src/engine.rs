@@ -1391,25 +1391,23 @@ impl Engine {
         })
     }
 
-    /// Segments a profile is in (ids), read from its own sorted list.
+    /// Segments a profile is in, by id, read from its own membership set.
     pub fn segments_of(&self, external_id: &str) -> Result<Vec<SegmentId>, EngineError> {
         let profile = self
             .resolve(external_id)
             .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
-        Ok(self.shards[profile.shard.0 as usize]
-            .read()
-            .segments_of(profile.local)
-            .to_vec())
+        let mut segments = Vec::new();
+        self.segments_of_profile(profile, &mut segments);
+        segments.sort_unstable();
+        Ok(segments)
     }
 
-    /// Segments of an already-resolved profile (hot path for lookups).
+    /// Segments of an already-resolved profile (hot path for lookups; unordered).
     pub fn segments_of_profile(&self, profile: ProfileRef, into: &mut Vec<SegmentId>) {
         into.clear();
-        into.extend_from_slice(
-            self.shards[profile.shard.0 as usize]
-                .read()
-                .segments_of(profile.local),
-        );
+        self.shards[profile.shard.0 as usize]
+            .read()
+            .segments_of(profile.local, into);
     }
 
     pub fn is_member(&self, id: SegmentId, external_id: &str) -> Result<bool, EngineError> {
@@ -1527,7 +1525,7 @@ impl Engine {
             lists += shard
                 .profile_segments
                 .iter()
-                .map(|list| 24 + list.capacity() * 4)
+                .map(|set| 24 + set.heap_bytes())
                 .sum::<usize>();
             other += shard.bucket_hashes.capacity() * 8 + shard.live.serialized_size();
         }
@@ -1683,8 +1681,10 @@ impl Engine {
         let registry = self.registry.read();
         let shard = self.shards[profile.shard.0 as usize].read();
         let identity = &shard.identities[profile.local.0 as usize];
-        let segments = shard
-            .segments_of(profile.local)
+        let mut segment_ids = Vec::new();
+        shard.segments_of(profile.local, &mut segment_ids);
+        segment_ids.sort_unstable();
+        let segments = segment_ids
             .iter()
             .filter_map(|id| {
                 registry.get(*id).map(|d| SegmentRef {

@@ -29,7 +29,9 @@ pub const DICTIONARY_LIMIT: usize = 4_096;
 /// Timestamp index bucket width.
 const TIMESTAMP_BUCKET_MS: i64 = 60_000;
 const FLOAT_KEY_LIMIT: f64 = 4.0e18;
-const ABSENT_CODE: u32 = u32::MAX;
+/// Dictionary codes are u16: a dictionary never holds more than DICTIONARY_LIMIT + 1
+/// values before the column switches to the arena form.
+const ABSENT_CODE: u16 = u16::MAX;
 /// A numeric comparison checks candidates one by one when they are fewer than
 /// 1/SCAN_RATIO of the column's values (measured: see BENCHMARKS.md).
 const SCAN_RATIO: u64 = 4;
@@ -94,7 +96,7 @@ fn float_key(value: f64) -> i64 {
 
 #[derive(Clone, Debug, Default)]
 pub struct DictionaryStrings {
-    codes: Vec<u32>,
+    codes: Vec<u16>,
     values: Vec<Box<str>>,
     lookup: HashMap<Box<str>, u32>,
     members: Vec<RoaringBitmap>,
@@ -141,9 +143,16 @@ pub struct Column {
     pub data: ColumnData,
 }
 
-fn grow<T: Clone>(values: &mut Vec<T>, id: u32, fill: T) {
+/// Extends a dense column to hold `id`, in steps of at most 64Ki slots so capacity
+/// stays close to the profile count (doubling would waste up to half the column).
+pub(crate) fn grow<T: Clone>(values: &mut Vec<T>, id: u32, fill: T) {
+    const STEP: usize = 1 << 16;
     let needed = id as usize + 1;
     if values.len() < needed {
+        if values.capacity() < needed {
+            let target = needed.max(values.len() + values.len().min(STEP)).max(16);
+            values.reserve_exact(target - values.len());
+        }
         values.resize(needed, fill);
     }
 }
@@ -295,7 +304,7 @@ impl Column {
                     dictionary.members[old as usize].remove(id);
                 }
                 let code = dictionary.intern(text);
-                dictionary.codes[id as usize] = code;
+                dictionary.codes[id as usize] = code as u16;
                 dictionary.members[code as usize].insert(id);
                 self.present.insert(id);
                 if dictionary.values.len() > DICTIONARY_LIMIT {
@@ -774,7 +783,7 @@ impl Column {
         present
             + match &self.data {
                 ColumnData::Dictionary(dictionary) => {
-                    dictionary.codes.capacity() * 4
+                    dictionary.codes.capacity() * 2
                         + dictionary
                             .values
                             .iter()

@@ -1,7 +1,8 @@
 //! One shard: dense local ids, trait columns, identifiers and memberships.
 
 use crate::ids::{ColumnId, LocalId, SegmentId, ShardId};
-use crate::store::column::Column;
+use crate::store::column::{grow, Column};
+use crate::store::membership::{SlotSet, Slots};
 use crate::store::timers::TimerQueue;
 use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
@@ -39,8 +40,9 @@ pub struct Shard {
     pub bucket_hashes: Vec<u64>,
     /// Members per segment.
     pub members: HashMap<SegmentId, RoaringBitmap>,
-    /// Each profile's segments, sorted: answers "segments of P" in O(its segments).
-    pub profile_segments: Vec<Vec<SegmentId>>,
+    /// Each profile's segments as a bitset over slots: "segments of P" is one read.
+    pub profile_segments: Vec<SlotSet>,
+    pub slots: Slots,
     /// Next time-driven re-evaluation per (profile, segment).
     pub timers: TimerQueue,
 }
@@ -57,6 +59,7 @@ impl Shard {
             bucket_hashes: Vec::new(),
             members: HashMap::new(),
             profile_segments: Vec::new(),
+            slots: Slots::default(),
             timers: TimerQueue::default(),
         }
     }
@@ -70,10 +73,9 @@ impl Shard {
         });
         let index = id as usize;
         if self.identities.len() <= index {
-            self.identities
-                .resize_with(index + 1, ProfileIdentity::default);
-            self.bucket_hashes.resize(index + 1, 0);
-            self.profile_segments.resize_with(index + 1, Vec::new);
+            grow(&mut self.identities, id, ProfileIdentity::default());
+            grow(&mut self.bucket_hashes, id, 0);
+            grow(&mut self.profile_segments, id, SlotSet::default());
         }
         self.identities[index] = ProfileIdentity::default();
         self.bucket_hashes[index] = bucket_hash;
@@ -92,7 +94,11 @@ impl Shard {
         for column in self.columns.iter_mut().flatten() {
             column.clear(id);
         }
-        let segments = std::mem::take(&mut self.profile_segments[id as usize]);
+        let set = std::mem::take(&mut self.profile_segments[id as usize]);
+        let segments: Vec<SegmentId> = set
+            .slots()
+            .filter_map(|slot| self.slots.segment_of(slot))
+            .collect();
         for segment in &segments {
             if let Some(bitmap) = self.members.get_mut(segment) {
                 bitmap.remove(id);
@@ -136,34 +142,40 @@ impl Shard {
         self.live.contains(local.0)
     }
 
-    pub fn segments_of(&self, local: LocalId) -> &[SegmentId] {
-        self.profile_segments
-            .get(local.0 as usize)
-            .map_or(&[], Vec::as_slice)
+    /// Appends the segments of a profile to `into` (in slot order, not id order).
+    pub fn segments_of(&self, local: LocalId, into: &mut Vec<SegmentId>) {
+        if let Some(set) = self.profile_segments.get(local.0 as usize) {
+            into.extend(set.slots().filter_map(|slot| self.slots.segment_of(slot)));
+        }
     }
 
     pub fn is_member(&self, segment: SegmentId, local: LocalId) -> bool {
-        self.segments_of(local).binary_search(&segment).is_ok()
+        match (
+            self.slots.slot_of(segment),
+            self.profile_segments.get(local.0 as usize),
+        ) {
+            (Some(slot), Some(set)) => set.contains(slot),
+            _ => false,
+        }
     }
 
     /// Sets one profile's membership in one segment; returns whether it changed.
     pub fn set_member(&mut self, segment: SegmentId, local: LocalId, member: bool) -> bool {
-        let list = &mut self.profile_segments[local.0 as usize];
-        match (list.binary_search(&segment), member) {
-            (Ok(_), true) | (Err(_), false) => false,
-            (Err(position), true) => {
-                list.insert(position, segment);
-                self.members.entry(segment).or_default().insert(local.0);
-                true
-            }
-            (Ok(position), false) => {
-                list.remove(position);
-                if let Some(bitmap) = self.members.get_mut(&segment) {
-                    bitmap.remove(local.0);
-                }
-                true
-            }
+        let slot = match (self.slots.slot_of(segment), member) {
+            (Some(slot), _) => slot,
+            (None, false) => return false,
+            (None, true) => self.slots.assign(segment),
+        };
+        if !self.profile_segments[local.0 as usize].set(slot, member) {
+            return false;
         }
+        let bitmap = self.members.entry(segment).or_default();
+        if member {
+            bitmap.insert(local.0);
+        } else {
+            bitmap.remove(local.0);
+        }
+        true
     }
 
     /// Replaces a segment's members in this shard by `new_members`; returns
@@ -176,17 +188,12 @@ impl Shard {
         let old = self.members.remove(&segment).unwrap_or_default();
         let entered = &new_members - &old;
         let exited = &old - &new_members;
+        let slot = self.slots.assign(segment);
         for id in &entered {
-            let list = &mut self.profile_segments[id as usize];
-            if let Err(position) = list.binary_search(&segment) {
-                list.insert(position, segment);
-            }
+            self.profile_segments[id as usize].set(slot, true);
         }
         for id in &exited {
-            let list = &mut self.profile_segments[id as usize];
-            if let Ok(position) = list.binary_search(&segment) {
-                list.remove(position);
-            }
+            self.profile_segments[id as usize].set(slot, false);
         }
         self.members.insert(segment, new_members);
         (entered, exited)
@@ -196,13 +203,13 @@ impl Shard {
     pub fn drop_segment(&mut self, segment: SegmentId) {
         self.timers.clear_segment(segment);
         if let Some(old) = self.members.remove(&segment) {
-            for id in &old {
-                let list = &mut self.profile_segments[id as usize];
-                if let Ok(position) = list.binary_search(&segment) {
-                    list.remove(position);
+            if let Some(slot) = self.slots.slot_of(segment) {
+                for id in &old {
+                    self.profile_segments[id as usize].set(slot, false);
                 }
             }
         }
+        self.slots.release(segment);
     }
 
     pub fn members_of(&self, segment: SegmentId) -> Option<&RoaringBitmap> {
@@ -224,7 +231,7 @@ impl Shard {
         let lists: usize = self
             .profile_segments
             .iter()
-            .map(|list| 24 + list.capacity() * 4)
+            .map(|set| 24 + set.heap_bytes())
             .sum();
         let identities: usize = self
             .identities
