@@ -22,7 +22,7 @@ use crate::segment::ast::{CompareOp, TextOp};
 use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
 use std::cmp::Ordering;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 /// Distinct values per shard above which a string column stops keeping a dictionary.
 pub const DICTIONARY_LIMIT: usize = 4_096;
@@ -35,6 +35,8 @@ const ABSENT_CODE: u16 = u16::MAX;
 /// A numeric comparison checks candidates one by one when they are fewer than
 /// 1/SCAN_RATIO of the column's values (measured: see BENCHMARKS.md).
 const SCAN_RATIO: u64 = 4;
+/// Most distinct values an integer column indexes value by value (see `by_value`).
+const SMALL_VALUE_LIMIT: usize = 256;
 
 /// A number as written in a rule: compared exactly against integer and float columns.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -117,6 +119,11 @@ pub enum ColumnData {
     Integer {
         values: Vec<i64>,
         index: BitSlicedIndex,
+        /// Value → profiles while the shard holds at most [`SMALL_VALUE_LIMIT`]
+        /// distinct values (ages, counts): a range is then a union of a few bitmaps
+        /// instead of a walk over the slices or the candidates. Dropped for good once
+        /// exceeded.
+        by_value: Option<BTreeMap<i64, RoaringBitmap>>,
     },
     Timestamp {
         values: Vec<i64>,
@@ -227,6 +234,7 @@ impl Column {
             TraitType::Integer => ColumnData::Integer {
                 values: Vec::new(),
                 index: BitSlicedIndex::new(),
+                by_value: Some(BTreeMap::new()),
             },
             TraitType::Timestamp => ColumnData::Timestamp {
                 values: Vec::new(),
@@ -318,11 +326,27 @@ impl Column {
                 arena.maybe_compact(&self.present);
                 return;
             }
-            (ColumnData::Integer { values, index }, TraitValue::Integer(number)) => {
+            (
+                ColumnData::Integer {
+                    values,
+                    index,
+                    by_value,
+                },
+                TraitValue::Integer(number),
+            ) => {
                 grow(values, id, 0);
                 let previous = was_present.then(|| values[id as usize]);
                 index.set(id, previous, *number);
                 values[id as usize] = *number;
+                if let Some(map) = by_value {
+                    if let Some(previous) = previous {
+                        remove_from_value(map, previous, id);
+                    }
+                    map.entry(*number).or_default().insert(id);
+                    if map.len() > SMALL_VALUE_LIMIT {
+                        *by_value = None;
+                    }
+                }
             }
             (ColumnData::Timestamp { values, index }, TraitValue::Timestamp(millis)) => {
                 grow(values, id, 0);
@@ -398,8 +422,15 @@ impl Column {
                 arena.garbage_bytes += arena.spans[id as usize].1 as usize;
                 arena.spans[id as usize] = (0, 0);
             }
-            ColumnData::Integer { values, index } => {
+            ColumnData::Integer {
+                values,
+                index,
+                by_value,
+            } => {
                 index.remove(id, values[id as usize]);
+                if let Some(map) = by_value {
+                    remove_from_value(map, values[id as usize], id);
+                }
                 values[id as usize] = 0;
             }
             ColumnData::Timestamp { values, index } => {
@@ -612,6 +643,15 @@ impl Column {
         literal: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let ColumnData::Integer {
+            by_value: Some(map),
+            ..
+        } = &self.data
+        {
+            return union_of_values(map, universe, |value| {
+                ordering_satisfies(compare_numbers(Number::Integer(value), literal), op)
+            });
+        }
         if let Some(candidates) = self.scan_candidates(universe) {
             return match &self.data {
                 ColumnData::Integer { values, .. } => filter_ids(&candidates, |id| {
@@ -673,6 +713,16 @@ impl Column {
         high: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let ColumnData::Integer {
+            by_value: Some(map),
+            ..
+        } = &self.data
+        {
+            return union_of_values(map, universe, |value| {
+                compare_numbers(Number::Integer(value), low) != Ordering::Less
+                    && compare_numbers(Number::Integer(value), high) != Ordering::Greater
+            });
+        }
         // One pass over few candidates instead of two comparisons.
         if let Some(candidates) = self.scan_candidates(universe) {
             let inside = |number: Number| {
@@ -796,7 +846,20 @@ impl Column {
                             .sum::<usize>()
                 }
                 ColumnData::Arena(arena) => arena.spans.capacity() * 8 + arena.bytes.capacity(),
-                ColumnData::Integer { values, index } | ColumnData::Timestamp { values, index } => {
+                ColumnData::Integer {
+                    values,
+                    index,
+                    by_value,
+                } => {
+                    values.capacity() * 8
+                        + index.memory_bytes()
+                        + by_value.as_ref().map_or(0, |map| {
+                            map.values()
+                                .map(|b| b.serialized_size() + 48)
+                                .sum::<usize>()
+                        })
+                }
+                ColumnData::Timestamp { values, index } => {
                     values.capacity() * 8 + index.memory_bytes()
                 }
                 ColumnData::Float { values, index } => values.capacity() * 8 + index.memory_bytes(),
@@ -810,6 +873,28 @@ impl Column {
                 }
             }
     }
+}
+
+fn remove_from_value(map: &mut BTreeMap<i64, RoaringBitmap>, value: i64, id: u32) {
+    if let Some(bitmap) = map.get_mut(&value) {
+        bitmap.remove(id);
+        if bitmap.is_empty() {
+            map.remove(&value);
+        }
+    }
+}
+
+/// Profiles of `universe` holding a value for which `wanted` is true.
+fn union_of_values(
+    map: &BTreeMap<i64, RoaringBitmap>,
+    universe: &RoaringBitmap,
+    wanted: impl Fn(i64) -> bool,
+) -> RoaringBitmap {
+    use roaring::MultiOps;
+    map.iter()
+        .filter(|(value, _)| wanted(**value))
+        .map(|(_, bitmap)| universe & bitmap)
+        .union()
 }
 
 /// `ids` whose `keep` is true (ids come sorted, so the result is built by appending).
@@ -947,6 +1032,69 @@ mod tests {
                     .map(|(id, _)| id as u32)
                     .collect();
                 assert_eq!(got, expected, "{op:?} {literal:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn integer_paths_agree_before_and_after_the_value_index_is_dropped() {
+        // Value index (few values), then bit-sliced index and candidate scans (many).
+        for distinct in [50i64, SMALL_VALUE_LIMIT as i64 + 50] {
+            let mut column = Column::new(TraitType::Integer);
+            for id in 0..2_000u32 {
+                column.set(
+                    id,
+                    &TraitValue::Integer((i64::from(id) * 7919) % distinct - distinct / 2),
+                );
+            }
+            for id in (0..2_000).step_by(3) {
+                column.clear(id);
+            }
+            let full: RoaringBitmap = (0..2_100).collect();
+            let narrow: RoaringBitmap = (0..2_100).step_by(11).collect();
+            for universe in [&full, &narrow] {
+                for literal in [
+                    Number::Integer(3),
+                    Number::Float(-2.5),
+                    Number::Integer(distinct),
+                ] {
+                    for op in [
+                        CompareOp::Eq,
+                        CompareOp::NotEq,
+                        CompareOp::Less,
+                        CompareOp::LessOrEqual,
+                        CompareOp::Greater,
+                        CompareOp::GreaterOrEqual,
+                    ] {
+                        let expected: RoaringBitmap = universe
+                            .iter()
+                            .filter(|id| match column.get_number(*id) {
+                                Some(number) => {
+                                    ordering_satisfies(compare_numbers(number, literal), op)
+                                }
+                                None => false,
+                            })
+                            .collect();
+                        assert_eq!(
+                            column.compare_number(op, literal, universe),
+                            expected,
+                            "{distinct} {op:?} {literal:?}"
+                        );
+                    }
+                }
+                let expected: RoaringBitmap = universe
+                    .iter()
+                    .filter(|id| {
+                        column.get_number(*id).is_some_and(|n| {
+                            compare_numbers(n, Number::Integer(-5)).is_ge()
+                                && compare_numbers(n, Number::Float(10.5)).is_le()
+                        })
+                    })
+                    .collect();
+                assert_eq!(
+                    column.between_numbers(Number::Integer(-5), Number::Float(10.5), universe),
+                    expected
+                );
             }
         }
     }
