@@ -18,7 +18,7 @@ use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
 };
 use crate::store::schema::{Schema, MAX_COLUMNS};
-use crate::store::shard::Shard;
+use crate::store::shard::{ProfileIdentity, Shard};
 use crate::store::value::{coerce_json, flatten_traits, TraitType, TraitValue, ValueError};
 use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockUpgradableReadGuard};
@@ -668,6 +668,16 @@ impl Engine {
         keys.extend(identity_keys.iter().cloned());
         let registry = self.registry.read();
         let (profile, created) = self.resolve_or_create(&keys);
+        // Keys naming other profiles (an anonymous history, a shared email): merge them
+        // into the profile found first (userId before anonymousId before traits).
+        let mut merge_changes = Vec::new();
+        for key in &keys {
+            let owner = self.identities.get(&identity_hash(key)).map(|entry| *entry);
+            if let Some(other) = owner.filter(|other| *other != profile) {
+                merge_changes.extend(self.merge_profiles(&registry, profile, other));
+            }
+        }
+        self.record(&merge_changes, Cause::Merge);
         let mut shard = self.shards[profile.shard.0 as usize].write();
         if !shard.is_live(profile.local) {
             return Err(EngineError::ProfileNotFound(keys[0].clone()));
@@ -746,6 +756,238 @@ impl Engine {
         // Recorded under the shard lock so the log keeps each profile's order.
         self.record(&changes, Cause::Event);
         Ok((profile, changes))
+    }
+
+    /// Merges `absorbed` into `survivor`: traits the survivor lacks are copied (the
+    /// survivor's values win conflicts), events and lifetime aggregates move over,
+    /// identifiers are re-pointed, static memberships are united; `absorbed` is then
+    /// removed (its exits recorded with cause `merge`) and the survivor re-evaluated.
+    fn merge_profiles(
+        &self,
+        registry: &Registry,
+        survivor: ProfileRef,
+        absorbed: ProfileRef,
+    ) -> Vec<MembershipChange> {
+        let mut changes = Vec::new();
+        let (first, second) = if survivor.shard <= absorbed.shard {
+            (survivor.shard, absorbed.shard)
+        } else {
+            (absorbed.shard, survivor.shard)
+        };
+        let mut first_guard = self.shards[first.0 as usize].write();
+        let mut second_guard = (first != second).then(|| self.shards[second.0 as usize].write());
+        let (survivor_shard, absorbed_shard): (&mut Shard, &mut Shard) = match second_guard.as_mut()
+        {
+            None => {
+                // Same shard: work through one guard.
+                let shard: &mut Shard = &mut first_guard;
+                if !shard.is_live(survivor.local) || !shard.is_live(absorbed.local) {
+                    return changes;
+                }
+                let moved = Self::take_mergeable(shard, absorbed.local);
+                let keys = self.identity_keys_of(shard, absorbed.local);
+                let identity = shard.identities[absorbed.local.0 as usize].clone();
+                let static_segments = self.static_memberships(registry, shard, absorbed.local);
+                changes.extend(self.remove_for_merge(registry, shard, absorbed, &identity));
+                Self::give_mergeable(shard, survivor.local, moved, &identity);
+                for segment in static_segments {
+                    changes.extend(self.set_static_member(
+                        registry,
+                        shard,
+                        segment,
+                        survivor.local,
+                    ));
+                }
+                self.repoint_identities(&keys, survivor);
+                let order = registry.order().to_vec();
+                changes.extend(self.reevaluate(registry, shard, survivor.local, &order));
+                return changes;
+            }
+            Some(second_guard) => {
+                if survivor.shard == first {
+                    (&mut first_guard, second_guard)
+                } else {
+                    (second_guard, &mut first_guard)
+                }
+            }
+        };
+        if !survivor_shard.is_live(survivor.local) || !absorbed_shard.is_live(absorbed.local) {
+            return changes;
+        }
+        let moved = Self::take_mergeable(absorbed_shard, absorbed.local);
+        let keys = self.identity_keys_of(absorbed_shard, absorbed.local);
+        let identity = absorbed_shard.identities[absorbed.local.0 as usize].clone();
+        let static_segments = self.static_memberships(registry, absorbed_shard, absorbed.local);
+        changes.extend(self.remove_for_merge(registry, absorbed_shard, absorbed, &identity));
+        Self::give_mergeable(survivor_shard, survivor.local, moved, &identity);
+        for segment in static_segments {
+            changes.extend(self.set_static_member(
+                registry,
+                survivor_shard,
+                segment,
+                survivor.local,
+            ));
+        }
+        self.repoint_identities(&keys, survivor);
+        let order = registry.order().to_vec();
+        changes.extend(self.reevaluate(registry, survivor_shard, survivor.local, &order));
+        changes
+    }
+
+    /// What moves from an absorbed profile: its traits (and events).
+    fn take_mergeable(shard: &mut Shard, local: LocalId) -> Mergeable {
+        Mergeable {
+            traits: shard.traits_of(local),
+            events: shard.take_events(local),
+        }
+    }
+
+    fn give_mergeable(
+        shard: &mut Shard,
+        local: LocalId,
+        moved: Mergeable,
+        identity: &ProfileIdentity,
+    ) {
+        for (column, value) in moved.traits {
+            let present = shard
+                .column(column)
+                .is_some_and(|c| c.present.contains(local.0));
+            if !present {
+                shard
+                    .column_mut(column, value.trait_type())
+                    .set(local.0, &value);
+            }
+        }
+        shard.give_events(local, moved.events);
+        let target = &mut shard.identities[local.0 as usize];
+        if target.user_id.is_none() {
+            target.user_id = identity.user_id.clone();
+        }
+        for anonymous in &identity.anonymous_ids {
+            if !target.anonymous_ids.contains(anonymous) {
+                target.anonymous_ids.push(anonymous.clone());
+            }
+        }
+    }
+
+    fn static_memberships(
+        &self,
+        registry: &Registry,
+        shard: &Shard,
+        local: LocalId,
+    ) -> Vec<SegmentId> {
+        let mut segments = Vec::new();
+        shard.segments_of(local, &mut segments);
+        segments.retain(|id| registry.get(*id).is_some_and(|d| d.is_static()));
+        segments
+    }
+
+    fn set_static_member(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        segment: SegmentId,
+        local: LocalId,
+    ) -> Vec<MembershipChange> {
+        let mut changes = Vec::new();
+        if shard.set_member(segment, local, true) {
+            changes.push(MembershipChange {
+                segment,
+                segment_version: registry.get(segment).map_or(0, |d| d.version),
+                profile: ProfileRef {
+                    shard: shard.id,
+                    local,
+                },
+                profile_id: shard.identities[local.0 as usize].external_id().into(),
+                entered: true,
+            });
+        }
+        changes
+    }
+
+    fn remove_for_merge(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        absorbed: ProfileRef,
+        identity: &ProfileIdentity,
+    ) -> Vec<MembershipChange> {
+        let profile_id: Arc<str> = identity.external_id().into();
+        shard
+            .remove_profile(absorbed.local)
+            .into_iter()
+            .map(|segment| MembershipChange {
+                segment,
+                segment_version: registry.get(segment).map_or(0, |d| d.version),
+                profile: absorbed,
+                profile_id: profile_id.clone(),
+                entered: false,
+            })
+            .collect()
+    }
+
+    /// `alias`: `previous_id` (an earlier userId or anonymousId) and `user_id` become one
+    /// profile. When both exist, the `user_id` profile survives and absorbs the other.
+    pub fn alias(
+        &self,
+        user_id: &str,
+        previous_id: &str,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        Self::check_identifier(user_id)?;
+        Self::check_identifier(previous_id)?;
+        let target = self
+            .identities
+            .get(&identity_hash(&format!("u:{user_id}")))
+            .map(|e| *e);
+        let previous = [format!("u:{previous_id}"), format!("a:{previous_id}")]
+            .iter()
+            .find_map(|key| self.identities.get(&identity_hash(key)).map(|e| *e));
+        match (target, previous) {
+            (_, None) => Ok(self
+                .identify(Some(user_id), None, &serde_json::Map::new())?
+                .1),
+            (Some(target), Some(previous)) if target == previous => Ok(Vec::new()),
+            (Some(target), Some(previous)) => {
+                let registry = self.registry.read();
+                let changes = self.merge_profiles(&registry, target, previous);
+                self.record(&changes, Cause::Merge);
+                Ok(changes)
+            }
+            (None, Some(previous)) => {
+                let mut shard = self.shards[previous.shard.0 as usize].write();
+                let identity = &mut shard.identities[previous.local.0 as usize];
+                if identity.user_id.is_none() {
+                    identity.user_id = Some(user_id.into());
+                }
+                self.identities
+                    .insert(identity_hash(&format!("u:{user_id}")), previous);
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Every identity key of a profile: userId, anonymousIds and identity traits.
+    fn identity_keys_of(&self, shard: &Shard, local: LocalId) -> Vec<String> {
+        let identity = &shard.identities[local.0 as usize];
+        let schema = self.schema.read();
+        identity
+            .user_id
+            .iter()
+            .map(|id| format!("u:{id}"))
+            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
+            .chain(self.options.identity_traits.iter().filter_map(|name| {
+                let (column, _) = schema.lookup(name)?;
+                let value = shard.column(column)?.get_str(local.0)?;
+                Some(format!("t:{name}:{value}"))
+            }))
+            .collect()
+    }
+
+    /// Points identity keys at the survivor of a merge.
+    fn repoint_identities(&self, keys: &[String], survivor: ProfileRef) {
+        for key in keys {
+            self.identities.insert(identity_hash(key), survivor);
+        }
     }
 
     /// The profile any of `keys` names, or a new one (registered under every key).
@@ -1633,6 +1875,12 @@ fn lookup_original<'a>(
     Some(current)
 }
 
+/// Traits and events moving from an absorbed profile to the survivor of a merge.
+struct Mergeable {
+    traits: Vec<(crate::ids::ColumnId, TraitValue)>,
+    events: crate::store::shard::ProfileEvents,
+}
+
 /// The profile card: everything segd holds about a profile, for people and exports.
 #[derive(Clone, Debug, Serialize)]
 pub struct ProfileCard {
@@ -1733,13 +1981,6 @@ impl Engine {
         _event: &str,
         _time_ms: i64,
         _properties: &serde_json::Map<String, Value>,
-    ) -> Result<Vec<MembershipChange>, EngineError> {
-        Ok(Vec::new())
-    }
-    pub fn alias(
-        &self,
-        _user_id: &str,
-        _previous_id: &str,
     ) -> Result<Vec<MembershipChange>, EngineError> {
         Ok(Vec::new())
     }

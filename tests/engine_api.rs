@@ -567,3 +567,74 @@ fn relative_time_membership_changes_when_time_passes() {
     assert_eq!(&*read.changes[1].profile, "fresh");
     assert_eq!(read.changes[1].kind, ChangeKind::Exited);
 }
+
+#[test]
+fn identity_merges_move_traits_and_memberships() {
+    let engine = engine();
+    let berlin = engine
+        .create_segment("berlin", "", Some(equals("city", text("Berlin"))))
+        .unwrap();
+    let picked = engine.create_segment("picked", "", None).unwrap();
+    // An anonymous visitor with history, later identified.
+    engine
+        .identify(
+            None,
+            Some("cookie-1"),
+            &traits(json!({"city": "Berlin", "utm": "ad"})),
+        )
+        .unwrap();
+    engine
+        .edit_static(picked.id, StaticEdit::Add, &["anon:cookie-1".to_string()])
+        .unwrap();
+    engine
+        .identify(Some("known"), None, &traits(json!({"city": "Paris"})))
+        .unwrap();
+    assert_eq!(engine.profile_count(), 2);
+    // identify with both ids links them: the userId profile survives, its city wins.
+    engine
+        .identify(Some("known"), Some("cookie-1"), &Map::new())
+        .unwrap();
+    assert_eq!(engine.profile_count(), 1);
+    assert_eq!(engine.resolve("anon:cookie-1"), engine.resolve("known"));
+    let card = engine.traits_of("known").unwrap();
+    assert_eq!(card["city"], "Paris");
+    assert_eq!(card["utm"], "ad");
+    assert_eq!(engine.count(berlin.id), 0);
+    assert_eq!(
+        set(engine.all_members(picked.id)),
+        set(vec!["known".into()])
+    );
+    let causes: Vec<Cause> = engine
+        .changes()
+        .read(0, None, 100)
+        .unwrap()
+        .changes
+        .iter()
+        .map(|c| c.cause)
+        .collect();
+    assert!(causes.contains(&Cause::Merge), "{causes:?}");
+    // alias merges an earlier anonymous profile into a known user.
+    engine
+        .identify(
+            None,
+            Some("cookie-2"),
+            &traits(json!({"city": "Berlin", "age": 40})),
+        )
+        .unwrap();
+    engine.alias("known", "cookie-2").unwrap();
+    assert_eq!(engine.profile_count(), 1);
+    assert_eq!(engine.traits_of("known").unwrap()["age"], 40);
+    assert_eq!(engine.resolve("anon:cookie-2"), engine.resolve("known"));
+    // A shared identity trait (email) merges two profiles.
+    engine
+        .identify(Some("other"), None, &traits(json!({"email": "x@y.io"})))
+        .unwrap();
+    engine
+        .identify(Some("known"), None, &traits(json!({"email": "x@y.io"})))
+        .unwrap();
+    assert_eq!(engine.profile_count(), 1);
+    assert_eq!(engine.resolve("other"), engine.resolve("known"));
+    // alias of an unknown previous id attaches nothing but keeps the user.
+    engine.alias("newcomer", "never-seen").unwrap();
+    assert!(engine.resolve("newcomer").is_some());
+}

@@ -8,6 +8,10 @@ use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
 
+/// TEMPORARY until the event store merges.
+#[derive(Debug, Default)]
+pub struct ProfileEvents;
+
 /// Identifiers held by one profile (identity traits live in their columns).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProfileIdentity {
@@ -215,6 +219,14 @@ impl Shard {
     pub fn members_of(&self, segment: SegmentId) -> Option<&RoaringBitmap> {
         self.members.get(&segment)
     }
+
+    /// Removes and returns a profile's events (for a merge).
+    pub fn take_events(&mut self, _local: LocalId) -> ProfileEvents {
+        ProfileEvents::default()
+    }
+
+    /// Adds events taken from another profile.
+    pub fn give_events(&mut self, _local: LocalId, _events: ProfileEvents) {}
 
     pub fn memory_bytes(&self) -> usize {
         let columns: usize = self
