@@ -222,7 +222,7 @@ impl Shard {
 
     /// Removes and returns a profile's events (for a merge).
     pub fn take_events(&mut self, _local: LocalId) -> ProfileEvents {
-        ProfileEvents::default()
+        ProfileEvents
     }
 
     /// Adds events taken from another profile.
