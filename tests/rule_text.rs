@@ -739,6 +739,33 @@ fn syntax_errors_say_where_and_how_to_fix() {
 }
 
 #[test]
+fn escape_and_filter_errors() {
+    assert_error(r#"a = "\u}""#, "rule_syntax", 1, 6, "bad unicode escape");
+    assert_error(
+        r#"a = "\u{1234567}""#,
+        "rule_syntax",
+        1,
+        6,
+        "bad unicode escape",
+    );
+    assert_error(r#"a = "\u{12"#, "rule_syntax", 1, 6, "bad unicode escape");
+    assert_error(
+        r#"did "o" where amount > 1 and currency = "EUR" at least 2 times"#,
+        "rule_syntax",
+        1,
+        47,
+        "put a filter of several conditions in parentheses",
+    );
+    assert_error(
+        r#"(did "o" where a = 1 and b = 2 in last 3 days)"#,
+        "rule_syntax",
+        1,
+        32,
+        "put a filter of several conditions in parentheses",
+    );
+}
+
+#[test]
 fn error_positions_count_lines_and_characters() {
     // Column counts characters, not bytes: "é" and "😀" are one column each.
     let source = "city = \"Zürich\" and\n  (\"😀\" = 1)";
@@ -1140,7 +1167,7 @@ proptest! {
     }
 
     #[test]
-    fn parsing_any_text_never_panics(source in "[a-z \"`()=<>!.,%0-9\\\\-]{0,60}") {
+    fn parsing_any_text_never_panics(source in "[a-z \"`()=<>!.,%0-9{}\\\\\n-]{0,60}") {
         if let Err(error) = parse_rule(&source) {
             prop_assert!(error.offset() <= source.len());
             prop_assert!(source.is_char_boundary(error.offset()));
@@ -1166,4 +1193,94 @@ fn readme_error_example_is_exact() {
         readme.contains(error.message()),
         "README shows another message"
     );
+}
+
+// ---------------------------------------------------------------------------------------
+// Through the engine: text rules compile, and stored rules print back to their AST
+
+#[test]
+fn engine_accepts_text_rules_and_reports_positions() {
+    use segd::engine::{Engine, EngineOptions, RuleInput};
+    use serde_json::json;
+    let engine = Engine::new(EngineOptions {
+        shards: 2,
+        ..EngineOptions::default()
+    });
+    for (user, traits) in [
+        (
+            "u1",
+            json!({"country": "DE", "age": 30, "tags": ["vip"], "ltv": 50}),
+        ),
+        ("u2", json!({"country": "FR", "age": 50, "phone": "+33 1"})),
+        ("u3", json!({"country": "DE", "age": 41, "ltv": 2000})),
+    ] {
+        engine
+            .identify(Some(user), None, traits.as_object().unwrap())
+            .unwrap();
+    }
+    for (name, source, description) in segd::demo::demo_segments() {
+        let summary = engine
+            .create_segment(name, description, Some(RuleInput::Text(source.into())))
+            .unwrap_or_else(|error| panic!("{name}: {error}"));
+        let printed = summary.rule.expect("dynamic segments have rule text");
+        assert_eq!(Some(parse(&printed)), summary.rule_ast, "{name}");
+    }
+    let vip = engine.segment_id("vip").unwrap();
+    let mut members = engine.all_members(vip);
+    members.sort();
+    assert_eq!(members, ["u1", "u3"]);
+    let text_count = engine
+        .preview(
+            RuleInput::Text(r#"country = "DE" and age between 25 and 40"#.into()),
+            0,
+        )
+        .unwrap()
+        .count;
+    assert_eq!(text_count, 1);
+    let error = engine
+        .preview(RuleInput::Text("country = \"DE\" and\n  age >".into()), 0)
+        .unwrap_err();
+    assert_eq!(error.code(), "rule_syntax");
+    assert!(
+        error
+            .to_string()
+            .starts_with("line 2, column 8: expected a value after \">\""),
+        "{error}"
+    );
+}
+
+// The grammar and the reserved words are written twice (module doc and README); they
+// must stay identical.
+#[test]
+fn readme_grammar_matches_the_parser_module_doc() {
+    fn grammar(text: &str, line_prefix: &str) -> Vec<String> {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|line| {
+                line.strip_prefix(line_prefix)
+                    .unwrap_or(line)
+                    .trim_end()
+                    .to_string()
+            })
+            .collect();
+        let start = lines
+            .iter()
+            .position(|line| line.starts_with("rule      :="))
+            .expect("grammar start");
+        let end = lines
+            .iter()
+            .position(|line| line.starts_with("number    :="))
+            .expect("grammar end");
+        lines[start..=end].to_vec()
+    }
+    let readme = include_str!("../README.md");
+    let module = include_str!("../src/segment/parser.rs");
+    assert_eq!(grammar(readme, ""), grammar(module, "//! "));
+    let reserved_start = readme.find("Reserved words:").expect("reserved word list");
+    let reserved_end = reserved_start + readme[reserved_start..].find("`.").unwrap();
+    let listed: Vec<&str> = readme[reserved_start + "Reserved words:".len()..reserved_end]
+        .split(|c: char| c.is_whitespace() || c == '`')
+        .filter(|word| !word.is_empty())
+        .collect();
+    assert_eq!(listed, KEYWORDS);
 }

@@ -595,9 +595,10 @@ impl<'a> Lexer<'a> {
                 let close = self.source[self.position..]
                     .find('}')
                     .map(|relative| self.position + relative);
+                // Checking the brace first guarantees close >= digits_start below.
                 let valid = self.peek_char() == Some('{')
                     && close.is_some_and(|close| {
-                        (1..=6).contains(&(close - digits_start))
+                        (1..=6).contains(&close.saturating_sub(digits_start))
                             && self.source[digits_start..close]
                                 .chars()
                                 .all(|c| c.is_ascii_hexdigit())
@@ -683,15 +684,23 @@ fn parse_any_length(text: &str) -> Result<Rule, ParseError> {
     let token = parser.peek();
     if token.kind != TokenKind::End {
         let hint = match &token.kind {
-            TokenKind::Symbol(Symbol::CloseParen) => "; this \")\" has no matching \"(\"",
-            _ => "; join conditions with `and` or `or`",
+            TokenKind::Symbol(Symbol::CloseParen) => "this \")\" has no matching \"(\"",
+            kind => continuation_hint(kind).unwrap_or("join conditions with `and` or `or`"),
         };
-        return Err(parser.error_here(format!(
-            "expected `and`, `or` or the end of the rule, found {}{hint}",
-            describe(&token.kind)
-        )));
+        return Err(parser.expected("`and`, `or` or the end of the rule", hint));
     }
     Ok(rule)
+}
+
+/// A hint when a count, window or filter turns up after a complete condition: usually a
+/// `where` filter of several conditions written without parentheses.
+fn continuation_hint(kind: &TokenKind) -> Option<&'static str> {
+    match kind {
+        TokenKind::Keyword("at" | "exactly" | "where" | "in" | "between") => Some(
+            "a `where` filter ends at the first `and`/`or`; put a filter of several conditions in parentheses: did \"order_completed\" where (amount > 100 and currency = \"EUR\") at least 2 times",
+        ),
+        _ => None,
+    }
 }
 
 /// How a token is named in error messages.
@@ -754,6 +763,14 @@ impl<'a> Parser<'a> {
 
     fn at_symbol(&self, symbol: Symbol) -> bool {
         *self.peek_kind() == TokenKind::Symbol(symbol)
+    }
+
+    /// The comparison operator at the current token, with its text.
+    fn compare_op_here(&self) -> Option<(CompareOp, &'static str)> {
+        match self.peek_kind() {
+            TokenKind::Symbol(symbol) => symbol.compare_op().map(|op| (op, symbol.text())),
+            _ => None,
+        }
     }
 
     fn eat_keyword(&mut self, keyword: &str) -> bool {
@@ -928,10 +945,9 @@ impl<'a> Parser<'a> {
             ));
         }
         let rule = self.rule()?;
-        self.expect_symbol(
-            Symbol::CloseParen,
-            "close the group opened by \"(\", or join conditions with `and` or `or`",
-        )?;
+        let hint = continuation_hint(self.peek_kind())
+            .unwrap_or("close the group opened by \"(\", or join conditions with `and` or `or`");
+        self.expect_symbol(Symbol::CloseParen, hint)?;
         Ok(rule)
     }
 
@@ -1038,16 +1054,16 @@ impl<'a> Parser<'a> {
 
     fn trait_condition(&mut self, trait_name: String) -> Parsed<Rule> {
         let after = format!("after `{trait_name}`");
+        if let Some((op, text)) = self.compare_op_here() {
+            self.advance();
+            let value = self.literal(text)?;
+            return Ok(Rule::Compare {
+                trait_name,
+                op,
+                value,
+            });
+        }
         match self.peek_kind().clone() {
-            TokenKind::Symbol(symbol) if symbol.compare_op().is_some() => {
-                self.advance();
-                let value = self.literal(symbol.text())?;
-                Ok(Rule::Compare {
-                    trait_name,
-                    op: symbol.compare_op().unwrap_or(CompareOp::Eq),
-                    value,
-                })
-            }
             TokenKind::Keyword("between") => {
                 self.advance();
                 let low = self.literal("between")?;
@@ -1441,18 +1457,10 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        let op = match self.peek_kind() {
-            TokenKind::Symbol(symbol) if symbol.compare_op().is_some() => {
-                let op = symbol.compare_op().unwrap_or(CompareOp::Eq);
-                self.advance();
-                op
-            }
-            _ => {
-                return Err(
-                    self.expected("a comparison (=, !=, <, <=, >, >=) for the aggregate", hint)
-                )
-            }
+        let Some((op, _)) = self.compare_op_here() else {
+            return Err(self.expected("a comparison (=, !=, <, <=, >, >=) for the aggregate", hint));
         };
+        self.advance();
         let value = self.number("a number to compare the aggregate with", hint)?;
         let rule = Rule::Aggregate {
             function,
