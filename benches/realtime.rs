@@ -23,7 +23,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::{Rng, SeedableRng};
 use segd::bulk::{default_threads, load_demo};
-use segd::clock::ManualClock;
+use segd::clock::{Clock, ManualClock};
 use segd::demo::{demo_segments, DemoEvent, DemoGenerator};
 use segd::engine::{Engine, EngineOptions, RuleInput};
 use std::hint::black_box;
