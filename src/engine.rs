@@ -297,6 +297,10 @@ struct PreparedTraits {
     widen: Vec<String>,
 }
 
+/// How often a message re-resolves its profile when concurrent merges keep retiring the
+/// one it found (each retry follows identifiers re-pointed by the merge).
+const MAX_RESOLVE_ATTEMPTS: usize = 16;
+
 /// Profiles per shard whose expired events one `tick` removes (bounded work per tick).
 const EXPIRY_PROFILES_PER_TICK: usize = 4_096;
 
@@ -678,8 +682,12 @@ impl Engine {
             .collect();
         keys.extend(identity_keys.iter().cloned());
         let registry = self.registry.read();
-        let (profile, created, mut shard) =
-            self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
         // An identity trait that changes value stops identifying the profile by the old one.
         for name in &self.options.identity_traits {
             let changes_value = prepared
@@ -736,7 +744,9 @@ impl Engine {
         let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
         // Recorded under the shard lock so the log keeps each profile's order.
         self.record(&changes, Cause::Event);
-        Ok((profile, changes))
+        let mut all = recorded;
+        all.extend(changes);
+        Ok((profile, all))
     }
 
     /// Finds or creates the profile named by `keys`, merging any other profiles the keys
@@ -748,22 +758,40 @@ impl Engine {
         keys: &[String],
         user_id: Option<&str>,
         anonymous_id: Option<&str>,
-    ) -> Result<(ProfileRef, bool, parking_lot::RwLockWriteGuard<'_, Shard>), EngineError> {
-        let (profile, created) = self.resolve_or_create(keys);
-        // Keys naming other profiles (an anonymous history, a shared email): merge them
-        // into the profile found first (userId before anonymousId before traits).
-        let mut merge_changes = Vec::new();
-        for key in keys {
-            let owner = self.identities.get(&identity_hash(key)).map(|entry| *entry);
-            if let Some(other) = owner.filter(|other| *other != profile) {
-                merge_changes.extend(self.merge_profiles(registry, profile, other));
+    ) -> Result<Attached<'_>, EngineError> {
+        // A concurrent merge or delete can retire the profile between the lookup and
+        // taking its shard's lock (and a delete can even hand its local id to a new
+        // profile): under the lock, the profile must still be live and still be what one
+        // of our keys names, else look it up again.
+        let mut attempts = 0;
+        let mut recorded = Vec::new();
+        let (profile, created, mut shard) = loop {
+            let (profile, created) = self.resolve_or_create(keys);
+            // Keys naming other profiles (an anonymous history, a shared email): merge
+            // them into the profile found first (userId, then anonymousId, then traits).
+            let mut merge_changes = Vec::new();
+            for key in keys {
+                let owner = self.identities.get(&identity_hash(key)).map(|entry| *entry);
+                if let Some(other) = owner.filter(|other| *other != profile) {
+                    merge_changes.extend(self.merge_profiles(registry, profile, other));
+                }
             }
-        }
-        self.record(&merge_changes, Cause::Merge);
-        let mut shard = self.shards[profile.shard.0 as usize].write();
-        if !shard.is_live(profile.local) {
-            return Err(EngineError::ProfileNotFound(keys[0].clone()));
-        }
+            self.record(&merge_changes, Cause::Merge);
+            recorded.extend(merge_changes);
+            let shard = self.shards[profile.shard.0 as usize].write();
+            let still_named = keys.iter().any(|key| {
+                self.identities
+                    .get(&identity_hash(key))
+                    .is_some_and(|owner| *owner == profile)
+            });
+            if shard.is_live(profile.local) && still_named {
+                break (profile, created, shard);
+            }
+            attempts += 1;
+            if attempts >= MAX_RESOLVE_ATTEMPTS {
+                return Err(EngineError::ProfileNotFound(keys[0].clone()));
+            }
+        };
         let old_external_id = shard.identities[profile.local.0 as usize].external_id();
         {
             let identity = &mut shard.identities[profile.local.0 as usize];
@@ -781,9 +809,14 @@ impl Engine {
             }
         }
         if !created {
-            self.record_rename(registry, &shard, profile.local, &old_external_id);
+            recorded.extend(self.record_rename(registry, &shard, profile.local, &old_external_id));
         }
-        Ok((profile, created, shard))
+        Ok(Attached {
+            profile,
+            created,
+            shard,
+            recorded,
+        })
     }
 
     /// A profile's external id changes when an anonymous profile learns its userId. The
@@ -792,6 +825,18 @@ impl Engine {
     /// under the old id and entries under the new one (cause `merge`).
     fn record_rename(
         &self,
+        registry: &Registry,
+        shard: &Shard,
+        local: LocalId,
+        old_external_id: &str,
+    ) -> Vec<MembershipChange> {
+        let changes = Self::rename_changes(registry, shard, local, old_external_id);
+        self.record(&changes, Cause::Merge);
+        changes
+    }
+
+    /// The exits under the old id and entries under the new one (not yet recorded).
+    fn rename_changes(
         registry: &Registry,
         shard: &Shard,
         local: LocalId,
@@ -821,7 +866,6 @@ impl Engine {
                 });
             }
         }
-        self.record(&changes, Cause::Merge);
         changes
     }
 
@@ -856,7 +900,14 @@ impl Engine {
                 let identity = shard.identities[absorbed.local.0 as usize].clone();
                 let static_segments = self.static_memberships(registry, shard, absorbed.local);
                 changes.extend(self.remove_for_merge(registry, shard, absorbed, &identity));
+                let survivor_old_id = shard.identities[survivor.local.0 as usize].external_id();
                 Self::give_mergeable(shard, survivor.local, moved, &identity, self.clock.now_ms());
+                changes.extend(Self::rename_changes(
+                    registry,
+                    shard,
+                    survivor.local,
+                    &survivor_old_id,
+                ));
                 for segment in static_segments {
                     changes.extend(self.set_static_member(
                         registry,
@@ -866,6 +917,7 @@ impl Engine {
                     ));
                 }
                 self.repoint_identities(&keys, survivor);
+                shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
                 let order = registry.order().to_vec();
                 changes.extend(self.reevaluate(registry, shard, survivor.local, &order));
                 return changes;
@@ -886,6 +938,7 @@ impl Engine {
         let identity = absorbed_shard.identities[absorbed.local.0 as usize].clone();
         let static_segments = self.static_memberships(registry, absorbed_shard, absorbed.local);
         changes.extend(self.remove_for_merge(registry, absorbed_shard, absorbed, &identity));
+        let survivor_old_id = survivor_shard.identities[survivor.local.0 as usize].external_id();
         Self::give_mergeable(
             survivor_shard,
             survivor.local,
@@ -893,6 +946,12 @@ impl Engine {
             &identity,
             self.clock.now_ms(),
         );
+        changes.extend(Self::rename_changes(
+            registry,
+            survivor_shard,
+            survivor.local,
+            &survivor_old_id,
+        ));
         for segment in static_segments {
             changes.extend(self.set_static_member(
                 registry,
@@ -902,6 +961,7 @@ impl Engine {
             ));
         }
         self.repoint_identities(&keys, survivor);
+        survivor_shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
         let order = registry.order().to_vec();
         changes.extend(self.reevaluate(registry, survivor_shard, survivor.local, &order));
         changes
@@ -1013,34 +1073,26 @@ impl Engine {
     ) -> Result<Vec<MembershipChange>, EngineError> {
         Self::check_identifier(user_id)?;
         Self::check_identifier(previous_id)?;
-        let target = self
-            .identities
-            .get(&identity_hash(&format!("u:{user_id}")))
-            .map(|e| *e);
-        let previous = [format!("u:{previous_id}"), format!("a:{previous_id}")]
-            .iter()
-            .find_map(|key| self.identities.get(&identity_hash(key)).map(|e| *e));
-        match (target, previous) {
-            (_, None) => Ok(self
+        let Some(previous_key) = [format!("u:{previous_id}"), format!("a:{previous_id}")]
+            .into_iter()
+            .find(|key| self.identities.contains_key(&identity_hash(key)))
+        else {
+            // Nothing known by the previous id: just make sure the user exists.
+            return Ok(self
                 .identify(Some(user_id), None, &serde_json::Map::new())?
-                .1),
-            (Some(target), Some(previous)) if target == previous => Ok(Vec::new()),
-            (Some(target), Some(previous)) => {
-                let registry = self.registry.read();
-                let changes = self.merge_profiles(&registry, target, previous);
-                self.record(&changes, Cause::Merge);
-                Ok(changes)
-            }
-            (None, Some(previous)) => {
-                let registry = self.registry.read();
-                let mut shard = self.shards[previous.shard.0 as usize].write();
-                let old_external_id = shard.identities[previous.local.0 as usize].external_id();
-                shard.identities[previous.local.0 as usize].add_user_id(user_id);
-                self.identities
-                    .insert(identity_hash(&format!("u:{user_id}")), previous);
-                Ok(self.record_rename(&registry, &shard, previous.local, &old_external_id))
-            }
+                .1);
+        };
+        // The userId's profile survives when it exists; else the previous profile
+        // learns the userId. Either way one resolution path handles the races.
+        let registry = self.registry.read();
+        let keys = vec![format!("u:{user_id}"), previous_key];
+        let attached = self.attach_identifiers(&registry, &keys, Some(user_id), None)?;
+        for key in &keys {
+            self.identities
+                .entry(identity_hash(key))
+                .or_insert(attached.profile);
         }
+        Ok(attached.recorded)
     }
 
     /// Every identity key of a profile: userId, anonymousIds and identity traits.
@@ -1947,6 +1999,15 @@ fn lookup_original<'a>(
     Some(current)
 }
 
+/// A profile found (or created) for a message, with its shard locked for writing and
+/// the merge/rename changes already recorded on the way.
+struct Attached<'a> {
+    profile: ProfileRef,
+    created: bool,
+    shard: parking_lot::RwLockWriteGuard<'a, Shard>,
+    recorded: Vec<MembershipChange>,
+}
+
 /// Traits and events moving from an absorbed profile to the survivor of a merge.
 struct Mergeable {
     traits: Vec<(crate::ids::ColumnId, TraitValue)>,
@@ -2115,8 +2176,12 @@ impl Engine {
                 return Err(EngineError::TooManyEventNames);
             }
         }
-        let (profile, created, mut shard) =
-            self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
         for key in &keys {
             self.identities.entry(identity_hash(key)).or_insert(profile);
         }
@@ -2141,7 +2206,9 @@ impl Engine {
         };
         let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
         self.record(&changes, Cause::Event);
-        Ok(changes)
+        let mut all = recorded;
+        all.extend(changes);
+        Ok(all)
     }
 
     /// Undoes the creation of a profile whose first message could not be applied.

@@ -17,6 +17,10 @@ pub struct ProfileIdentity {
     /// Further userIds that reach this profile (from `alias` or a merge of two known
     /// users); the profile stays addressed by `user_id`.
     pub other_user_ids: Vec<Box<str>>,
+    /// Identity-trait keys (`t:email:x`) of profiles merged into this one whose values
+    /// this profile does not hold (its own values won): they still reach it, and must
+    /// go when it is deleted.
+    pub other_trait_keys: Vec<Box<str>>,
 }
 
 impl ProfileIdentity {
@@ -27,7 +31,17 @@ impl ProfileIdentity {
             .chain(self.other_user_ids.iter())
             .map(|id| format!("u:{id}"))
             .chain(self.anonymous_ids.iter().map(|id| format!("a:{id}")))
+            .chain(self.other_trait_keys.iter().map(|key| key.to_string()))
             .collect()
+    }
+
+    /// Records identity-trait keys that reach this profile after a merge.
+    pub fn add_trait_keys<'a>(&mut self, keys: impl Iterator<Item = &'a String>) {
+        for key in keys.filter(|key| key.starts_with("t:")) {
+            if !self.other_trait_keys.iter().any(|known| **known == **key) {
+                self.other_trait_keys.push(key.as_str().into());
+            }
+        }
     }
 
     /// Records a userId that names this profile.
@@ -282,6 +296,7 @@ impl Shard {
                     + identity
                         .other_user_ids
                         .iter()
+                        .chain(identity.other_trait_keys.iter())
                         .map(|id| id.len() + 16)
                         .sum::<usize>()
                     + identity
