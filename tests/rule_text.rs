@@ -1147,8 +1147,56 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
     })
 }
 
+/// Wraps `rule` in one more level of one of the kinds that nest.
+fn wrap(rule: Rule, kind: u8) -> Rule {
+    let flag = compare("f", CompareOp::Eq, Literal::Bool(false));
+    match kind % 9 {
+        0 => not(rule),
+        1 => and(vec![rule, flag]),
+        2 => and(vec![flag, rule]),
+        3 => or(vec![rule, flag]),
+        4 => or(vec![flag, rule]),
+        5 => and(vec![rule]),
+        6 => or(vec![rule]),
+        7 => Rule::EventCount {
+            event: "e".into(),
+            filter: Some(Box::new(rule)),
+            count_op: CountOp::AtMost,
+            count: 2,
+            window: Window::Last { span: days(3) },
+        },
+        _ => Rule::Aggregate {
+            function: AggregateFunction::Max,
+            event: "e".into(),
+            property: "p".into(),
+            filter: Some(Box::new(rule)),
+            window: Window::Lifetime,
+            op: CompareOp::Less,
+            value: 1.5,
+        },
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    // Every tree up to the depth limit prints to text within the nesting limit, and one
+    // level more is refused as too deep, whatever mix of levels it is made of.
+    #[test]
+    fn depth_limit_holds_for_any_mix_of_levels(
+        kinds in prop::collection::vec(any::<u8>(), limits::MAX_RULE_DEPTH)
+    ) {
+        let mut rule = Rule::Has { trait_name: "h".into() };
+        for kind in &kinds[..limits::MAX_RULE_DEPTH - 1] {
+            rule = wrap(rule, *kind);
+        }
+        prop_assert_eq!(rule.depth(), limits::MAX_RULE_DEPTH);
+        let printed = print_rule(&rule);
+        prop_assert_eq!(parse_rule(&printed), Ok(rule.clone()), "printed as {}", printed);
+        let deeper = wrap(rule, kinds[limits::MAX_RULE_DEPTH - 1]);
+        let error = parse_rule(&print_rule(&deeper)).unwrap_err();
+        prop_assert_eq!(error.code(), "rule_too_deep");
+    }
 
     #[test]
     fn printed_text_parses_back_to_the_same_ast(rule in rule_strategy()) {

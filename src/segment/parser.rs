@@ -724,13 +724,15 @@ fn parse_any_length(text: &str) -> Result<Rule, ParseError> {
     Ok(rule)
 }
 
+const FILTER_IN_PARENTHESES_HINT: &str = "a `where` filter ends at the first `and`/`or`; put a filter of several conditions in parentheses: did \"order_completed\" where (amount > 100 and currency = \"EUR\") at least 2 times";
+
 /// A hint when a count, window or filter turns up after a complete condition: usually a
 /// `where` filter of several conditions written without parentheses.
 fn continuation_hint(kind: &TokenKind) -> Option<&'static str> {
     match kind {
-        TokenKind::Keyword(Keyword::At | Keyword::Exactly | Keyword::Where | Keyword::In | Keyword::Between) => Some(
-            "a `where` filter ends at the first `and`/`or`; put a filter of several conditions in parentheses: did \"order_completed\" where (amount > 100 and currency = \"EUR\") at least 2 times",
-        ),
+        TokenKind::Keyword(
+            Keyword::At | Keyword::Exactly | Keyword::Where | Keyword::In | Keyword::Between,
+        ) => Some(FILTER_IN_PARENTHESES_HINT),
         _ => None,
     }
 }
@@ -865,8 +867,8 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::TooDeep,
                 &token,
                 format!(
-                    "more than {} levels of parentheses, `not` and `where` are open here; the limit is {} — flatten the rule (`not not x` is `x`, `((a))` is `a`)",
-                    limits::MAX_RULE_DEPTH,
+                    "this opens level {} of parentheses, `not` and `where`; the limit is {} — flatten the rule (`not not x` is `x`, `((a))` is `a`)",
+                    limits::MAX_RULE_DEPTH + 1,
                     limits::MAX_RULE_DEPTH
                 ),
             ));
@@ -887,7 +889,7 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::TooDeep,
                 start,
                 format!(
-                    "the condition starting here nests {depth} levels deep (each and/or group, `not` and `where` is a level); the limit is {} — flatten it",
+                    "the condition starting here nests {depth} levels deep (each and/or group, `not` and condition with a `where` filter is a level); the limit is {} — flatten it",
                     limits::MAX_RULE_DEPTH
                 ),
             ));
