@@ -740,6 +740,14 @@ fn syntax_errors_say_where_and_how_to_fix() {
 
 #[test]
 fn escape_and_filter_errors() {
+    assert_error("a == 1", "rule_syntax", 1, 3, "equality is a single \"=\"");
+    assert_error(
+        r#"did "x" in 30 days"#,
+        "rule_syntax",
+        1,
+        12,
+        "a window is written in last 30 days",
+    );
     assert_error(r#"a = "\u}""#, "rule_syntax", 1, 6, "bad unicode escape");
     assert_error(
         r#"a = "\u{1234567}""#,

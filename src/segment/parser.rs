@@ -392,6 +392,14 @@ impl<'a> Lexer<'a> {
                 return Ok(tokens);
             };
             let kind = match c {
+                '=' if self.char_at(start + 1) == Some('=') => {
+                    return Err(self.error(
+                        start,
+                        start + 2,
+                        "\"==\" is not an operator; equality is a single \"=\": city = \"Berlin\""
+                            .into(),
+                    ))
+                }
                 '(' | ')' | ',' | '.' | '%' | '=' => {
                     self.position += 1;
                     TokenKind::Symbol(match c {
@@ -1386,10 +1394,10 @@ impl<'a> Parser<'a> {
         Ok(Window::Between { from, to })
     }
 
+    /// After an event clause nothing else can start with `in` or `between`, so either
+    /// starts a window (and a misspelt one gets the window's error message).
     fn at_window(&self) -> bool {
-        self.at_keyword(Keyword::Between)
-            || self.at_keyword(Keyword::In)
-                && matches!(self.peek_second_kind(), TokenKind::Keyword(Keyword::Last))
+        self.at_keyword(Keyword::Between) || self.at_keyword(Keyword::In)
     }
 
     fn duplicate(&self, what: &str, owner: &str) -> ParseError {
