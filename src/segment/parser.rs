@@ -630,42 +630,7 @@ impl<'a> Lexer<'a> {
             'r' => '\r',
             't' => '\t',
             c if c == quote => quote,
-            'u' => {
-                let digits_start = self.position + 1;
-                let close = self.source[self.position..]
-                    .find('}')
-                    .map(|relative| self.position + relative);
-                // Checking the brace first guarantees close >= digits_start below.
-                let valid = self.peek_char() == Some('{')
-                    && close.is_some_and(|close| {
-                        (1..=6).contains(&close.saturating_sub(digits_start))
-                            && self.source[digits_start..close]
-                                .chars()
-                                .all(|c| c.is_ascii_hexdigit())
-                    });
-                let scalar = close
-                    .filter(|_| valid)
-                    .and_then(|close| {
-                        u32::from_str_radix(&self.source[digits_start..close], 16).ok()
-                    })
-                    .and_then(char::from_u32);
-                match (scalar, close) {
-                    (Some(scalar), Some(close)) => {
-                        self.position = close + 1;
-                        scalar
-                    }
-                    _ => {
-                        let end = close
-                            .filter(|_| valid)
-                            .map_or(self.position, |close| close + 1);
-                        return Err(self.error(
-                            escape_start,
-                            end,
-                            "bad unicode escape; write 1 to 6 hex digits of a Unicode scalar value in braces, like \\u{e9} or \\u{1F600}".into(),
-                        ));
-                    }
-                }
-            }
+            'u' => self.unicode_escape(escape_start)?,
             other => {
                 return Err(self.error(
                     escape_start,
@@ -674,6 +639,41 @@ impl<'a> Lexer<'a> {
                 ))
             }
         })
+    }
+}
+
+/// Longest `\u{...}`: six hex digits cover every Unicode scalar value.
+const MAX_UNICODE_ESCAPE_DIGITS: usize = 6;
+
+impl Lexer<'_> {
+    /// After `\u`: `{`, 1 to 6 hex digits of a scalar value, `}`.
+    fn unicode_escape(&mut self, escape_start: usize) -> Result<char, ParseError> {
+        let bad = |lexer: &Self| {
+            lexer.error(
+                escape_start,
+                lexer.position,
+                "bad unicode escape; write 1 to 6 hex digits of a Unicode scalar value in braces, like \\u{e9} or \\u{1F600}".into(),
+            )
+        };
+        if self.peek_char() != Some('{') {
+            return Err(bad(self));
+        }
+        self.position += 1;
+        let digits_start = self.position;
+        while self.peek_char().is_some_and(|c| c.is_ascii_hexdigit())
+            && self.position - digits_start < MAX_UNICODE_ESCAPE_DIGITS
+        {
+            self.position += 1;
+        }
+        let digits = &self.source[digits_start..self.position];
+        if digits.is_empty() || self.peek_char() != Some('}') {
+            return Err(bad(self));
+        }
+        self.position += 1;
+        u32::from_str_radix(digits, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| bad(self))
     }
 }
 
