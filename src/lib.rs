@@ -6,6 +6,7 @@ pub mod changes;
 pub mod clock;
 pub mod demo;
 pub mod engine;
+pub mod events;
 pub mod ids;
 pub mod index;
 pub mod ingest;
