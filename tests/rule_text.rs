@@ -1340,3 +1340,69 @@ fn readme_grammar_matches_the_parser_module_doc() {
         .collect();
     assert_eq!(listed, KEYWORDS);
 }
+
+// Behavioral text rules evaluate in the engine as their words say.
+#[test]
+fn engine_evaluates_behavioral_text_rules() {
+    use segd::clock::ManualClock;
+    use segd::engine::{Engine, EngineOptions, RuleInput};
+    use serde_json::json;
+    const NOW_MS: i64 = 1_750_000_000_000;
+    const DAY_MS: i64 = 86_400_000;
+    let engine = Engine::with_clock(
+        EngineOptions {
+            shards: 2,
+            ..EngineOptions::default()
+        },
+        ManualClock::new(NOW_MS),
+    );
+    let orders = [
+        ("big", vec![(150, 1), (200, 5), (101, 20)]),
+        ("small", vec![(50, 1), (60, 2), (300, 3)]),
+        ("old", vec![(500, 40), (500, 45)]),
+    ];
+    for (user, amounts) in &orders {
+        engine
+            .identify(
+                Some(user),
+                None,
+                json!({"plan": "pro"}).as_object().unwrap(),
+            )
+            .unwrap();
+        for (amount, days_ago) in amounts {
+            engine
+                .track(
+                    Some(user),
+                    None,
+                    "order_completed",
+                    NOW_MS - days_ago * DAY_MS,
+                    json!({"amount": amount}).as_object().unwrap(),
+                )
+                .unwrap();
+        }
+    }
+    let members = |source: &str| {
+        let mut sample = engine
+            .preview(RuleInput::Text(source.into()), 10)
+            .unwrap_or_else(|error| panic!("{source}: {error}"))
+            .sample;
+        sample.sort();
+        sample
+    };
+    assert_eq!(
+        members(r#"did "order_completed" where amount > 100 at least 2 times in last 30 days"#),
+        ["big"]
+    );
+    assert_eq!(
+        members(r#"did not "order_completed" in last 30 days"#),
+        ["old"]
+    );
+    assert_eq!(
+        members(r#"sum of "order_completed".amount in last 30 days >= 400"#),
+        ["big", "small"]
+    );
+    assert_eq!(
+        members(r#"last "order_completed" more than 30 days ago and plan = "pro""#),
+        ["old"]
+    );
+}
