@@ -1243,9 +1243,9 @@ fn readme_error_example_is_exact() {
         error.message(),
         "expected a value after \"=\", found name `Berlin`; string values are quoted: city = \"Berlin\"; numbers and true/false are not"
     );
-    assert_eq!(error.offset(), 27);
+    assert_eq!(error.offset(), 26);
     let readme = include_str!("../README.md");
-    assert!(readme.contains("code `rule_syntax`, offset 27, token `Berlin`"));
+    assert!(readme.contains("code `rule_syntax`, offset 26, token `Berlin`"));
     assert!(
         readme.contains(&format!("\n{error}\n")),
         "README shows another message"
