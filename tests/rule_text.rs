@@ -1222,6 +1222,39 @@ proptest! {
         prop_assert_eq!(parse_rule(&print_rule(&once)), Ok(once));
     }
 
+    // Random sequences of real tokens reach deep into the grammar; the parser answers
+    // with a rule or an error, never a panic, and a rule it accepts prints back to itself.
+    #[test]
+    fn token_soup_parses_or_fails_cleanly(
+        tokens in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(KEYWORDS).prop_map(str::to_string),
+                prop::sample::select(vec![
+                    "(", ")", ",", ".", "%", "=", "!=", "<", "<=", ">", ">=", "x", "a.b",
+                    "`q`", "\"s\"", "1", "-2", "0.5", "1e3", "30",
+                ])
+                .prop_map(str::to_string),
+            ],
+            0..24,
+        )
+    ) {
+        let source = tokens.join(" ");
+        match parse_rule(&source) {
+            Ok(rule) => prop_assert_eq!(parse_rule(&print_rule(&rule)), Ok(rule)),
+            Err(error) => {
+                prop_assert!(source.is_char_boundary(error.offset()));
+                prop_assert!(!error.message().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_unicode_never_panics(source in any::<String>()) {
+        if let Err(error) = parse_rule(&source) {
+            prop_assert!(source.is_char_boundary(error.offset()));
+        }
+    }
+
     #[test]
     fn parsing_any_text_never_panics(source in "[a-z \"`()=<>!.,%0-9{}\\\\\n-]{0,60}") {
         if let Err(error) = parse_rule(&source) {
