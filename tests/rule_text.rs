@@ -740,6 +740,14 @@ fn syntax_errors_say_where_and_how_to_fix() {
 
 #[test]
 fn escape_and_filter_errors() {
+    assert_error("a == 1", "rule_syntax", 1, 3, "equality is a single \"=\"");
+    assert_error(
+        r#"did "x" in 30 days"#,
+        "rule_syntax",
+        1,
+        12,
+        "a window is written in last 30 days",
+    );
     assert_error(r#"a = "\u}""#, "rule_syntax", 1, 6, "bad unicode escape");
     assert_error(
         r#"a = "\u{1234567}""#,
@@ -1147,8 +1155,56 @@ fn rule_strategy() -> impl Strategy<Value = Rule> {
     })
 }
 
+/// Wraps `rule` in one more level of one of the kinds that nest.
+fn wrap(rule: Rule, kind: u8) -> Rule {
+    let flag = compare("f", CompareOp::Eq, Literal::Bool(false));
+    match kind % 9 {
+        0 => not(rule),
+        1 => and(vec![rule, flag]),
+        2 => and(vec![flag, rule]),
+        3 => or(vec![rule, flag]),
+        4 => or(vec![flag, rule]),
+        5 => and(vec![rule]),
+        6 => or(vec![rule]),
+        7 => Rule::EventCount {
+            event: "e".into(),
+            filter: Some(Box::new(rule)),
+            count_op: CountOp::AtMost,
+            count: 2,
+            window: Window::Last { span: days(3) },
+        },
+        _ => Rule::Aggregate {
+            function: AggregateFunction::Max,
+            event: "e".into(),
+            property: "p".into(),
+            filter: Some(Box::new(rule)),
+            window: Window::Lifetime,
+            op: CompareOp::Less,
+            value: 1.5,
+        },
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
+
+    // Every tree up to the depth limit prints to text within the nesting limit, and one
+    // level more is refused as too deep, whatever mix of levels it is made of.
+    #[test]
+    fn depth_limit_holds_for_any_mix_of_levels(
+        kinds in prop::collection::vec(any::<u8>(), limits::MAX_RULE_DEPTH)
+    ) {
+        let mut rule = Rule::Has { trait_name: "h".into() };
+        for kind in &kinds[..limits::MAX_RULE_DEPTH - 1] {
+            rule = wrap(rule, *kind);
+        }
+        prop_assert_eq!(rule.depth(), limits::MAX_RULE_DEPTH);
+        let printed = print_rule(&rule);
+        prop_assert_eq!(parse_rule(&printed), Ok(rule.clone()), "printed as {}", printed);
+        let deeper = wrap(rule, kinds[limits::MAX_RULE_DEPTH - 1]);
+        let error = parse_rule(&print_rule(&deeper)).unwrap_err();
+        prop_assert_eq!(error.code(), "rule_too_deep");
+    }
 
     #[test]
     fn printed_text_parses_back_to_the_same_ast(rule in rule_strategy()) {
@@ -1164,6 +1220,39 @@ proptest! {
         let once = normalize(rule);
         prop_assert_eq!(normalize(once.clone()), once.clone());
         prop_assert_eq!(parse_rule(&print_rule(&once)), Ok(once));
+    }
+
+    // Random sequences of real tokens reach deep into the grammar; the parser answers
+    // with a rule or an error, never a panic, and a rule it accepts prints back to itself.
+    #[test]
+    fn token_soup_parses_or_fails_cleanly(
+        tokens in prop::collection::vec(
+            prop_oneof![
+                prop::sample::select(KEYWORDS).prop_map(str::to_string),
+                prop::sample::select(vec![
+                    "(", ")", ",", ".", "%", "=", "!=", "<", "<=", ">", ">=", "x", "a.b",
+                    "`q`", "\"s\"", "1", "-2", "0.5", "1e3", "30",
+                ])
+                .prop_map(str::to_string),
+            ],
+            0..24,
+        )
+    ) {
+        let source = tokens.join(" ");
+        match parse_rule(&source) {
+            Ok(rule) => prop_assert_eq!(parse_rule(&print_rule(&rule)), Ok(rule)),
+            Err(error) => {
+                prop_assert!(source.is_char_boundary(error.offset()));
+                prop_assert!(!error.message().is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn arbitrary_unicode_never_panics(source in any::<String>()) {
+        if let Err(error) = parse_rule(&source) {
+            prop_assert!(source.is_char_boundary(error.offset()));
+        }
     }
 
     #[test]
@@ -1187,10 +1276,11 @@ fn readme_error_example_is_exact() {
         error.message(),
         "expected a value after \"=\", found name `Berlin`; string values are quoted: city = \"Berlin\"; numbers and true/false are not"
     );
-    let readme = include_str!("../README.md").replace('\n', " ");
-    assert!(readme.contains("`rule_syntax` at line 2, column 8 (token `Berlin`)"));
+    assert_eq!(error.offset(), 26);
+    let readme = include_str!("../README.md");
+    assert!(readme.contains("code `rule_syntax`, offset 26, token `Berlin`"));
     assert!(
-        readme.contains(error.message()),
+        readme.contains(&format!("\n{error}\n")),
         "README shows another message"
     );
 }
@@ -1283,4 +1373,70 @@ fn readme_grammar_matches_the_parser_module_doc() {
         .filter(|word| !word.is_empty())
         .collect();
     assert_eq!(listed, KEYWORDS);
+}
+
+// Behavioral text rules evaluate in the engine as their words say.
+#[test]
+fn engine_evaluates_behavioral_text_rules() {
+    use segd::clock::ManualClock;
+    use segd::engine::{Engine, EngineOptions, RuleInput};
+    use serde_json::json;
+    const NOW_MS: i64 = 1_750_000_000_000;
+    const DAY_MS: i64 = 86_400_000;
+    let engine = Engine::with_clock(
+        EngineOptions {
+            shards: 2,
+            ..EngineOptions::default()
+        },
+        ManualClock::new(NOW_MS),
+    );
+    let orders = [
+        ("big", vec![(150, 1), (200, 5), (101, 20)]),
+        ("small", vec![(50, 1), (60, 2), (300, 3)]),
+        ("old", vec![(500, 40), (500, 45)]),
+    ];
+    for (user, amounts) in &orders {
+        engine
+            .identify(
+                Some(user),
+                None,
+                json!({"plan": "pro"}).as_object().unwrap(),
+            )
+            .unwrap();
+        for (amount, days_ago) in amounts {
+            engine
+                .track(
+                    Some(user),
+                    None,
+                    "order_completed",
+                    NOW_MS - days_ago * DAY_MS,
+                    json!({"amount": amount}).as_object().unwrap(),
+                )
+                .unwrap();
+        }
+    }
+    let members = |source: &str| {
+        let mut sample = engine
+            .preview(RuleInput::Text(source.into()), 10)
+            .unwrap_or_else(|error| panic!("{source}: {error}"))
+            .sample;
+        sample.sort();
+        sample
+    };
+    assert_eq!(
+        members(r#"did "order_completed" where amount > 100 at least 2 times in last 30 days"#),
+        ["big"]
+    );
+    assert_eq!(
+        members(r#"did not "order_completed" in last 30 days"#),
+        ["old"]
+    );
+    assert_eq!(
+        members(r#"sum of "order_completed".amount in last 30 days >= 400"#),
+        ["big", "small"]
+    );
+    assert_eq!(
+        members(r#"last "order_completed" more than 30 days ago and plan = "pro""#),
+        ["old"]
+    );
 }

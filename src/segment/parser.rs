@@ -172,61 +172,97 @@ fn make_error(
     }
 }
 
-/// Every reserved word (matched case-insensitively). Trait names spelled like one are
-/// back-quoted.
-pub const KEYWORDS: &[&str] = &[
-    "and",
-    "or",
-    "not",
-    "between",
-    "in",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "has",
-    "exists",
-    "within",
-    "last",
-    "next",
-    "more",
-    "less",
-    "than",
-    "ago",
-    "segment",
-    "random",
-    "bucket",
-    "salt",
-    "did",
-    "where",
-    "at",
-    "least",
-    "most",
-    "exactly",
-    "time",
-    "times",
-    "first",
-    "sum",
-    "avg",
-    "min",
-    "max",
-    "count",
-    "distinct",
-    "of",
-    "minute",
-    "minutes",
-    "hour",
-    "hours",
-    "day",
-    "days",
-    "true",
-    "false",
-];
+/// Declares the keyword enum and the public list of reserved words from one table.
+macro_rules! keywords {
+    ($($variant:ident => $text:literal,)*) => {
+        /// A reserved word.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        enum Keyword {
+            $($variant,)*
+        }
+
+        impl Keyword {
+            const ALL: &'static [Keyword] = &[$(Keyword::$variant,)*];
+
+            fn text(self) -> &'static str {
+                match self {
+                    $(Keyword::$variant => $text,)*
+                }
+            }
+        }
+
+        /// Every reserved word (matched case-insensitively). Trait names spelled like one
+        /// are back-quoted.
+        pub const KEYWORDS: &[&str] = &[$($text,)*];
+    };
+}
+
+keywords! {
+    And => "and",
+    Or => "or",
+    Not => "not",
+    Between => "between",
+    In => "in",
+    Contains => "contains",
+    StartsWith => "starts_with",
+    EndsWith => "ends_with",
+    Has => "has",
+    Exists => "exists",
+    Within => "within",
+    Last => "last",
+    Next => "next",
+    More => "more",
+    Less => "less",
+    Than => "than",
+    Ago => "ago",
+    Segment => "segment",
+    Random => "random",
+    Bucket => "bucket",
+    Salt => "salt",
+    Did => "did",
+    Where => "where",
+    At => "at",
+    Least => "least",
+    Most => "most",
+    Exactly => "exactly",
+    Time => "time",
+    Times => "times",
+    First => "first",
+    Sum => "sum",
+    Avg => "avg",
+    Min => "min",
+    Max => "max",
+    Count => "count",
+    Distinct => "distinct",
+    Of => "of",
+    Minute => "minute",
+    Minutes => "minutes",
+    Hour => "hour",
+    Hours => "hours",
+    Day => "day",
+    Days => "days",
+    True => "true",
+    False => "false",
+}
+
+impl Keyword {
+    fn from_word(word: &str) -> Option<Keyword> {
+        Keyword::ALL
+            .iter()
+            .copied()
+            .find(|keyword| keyword.text().eq_ignore_ascii_case(word))
+    }
+}
+
+impl fmt::Display for Keyword {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.text())
+    }
+}
 
 /// True when `word` is reserved (any letter case).
 pub fn is_keyword(word: &str) -> bool {
-    KEYWORDS
-        .iter()
-        .any(|keyword| keyword.eq_ignore_ascii_case(word))
+    Keyword::from_word(word).is_some()
 }
 
 /// True when `name` can be written without back-quotes: a dotted name whose first
@@ -297,8 +333,7 @@ impl Symbol {
 
 #[derive(Clone, Debug, PartialEq)]
 enum TokenKind {
-    /// A reserved word, lowercased.
-    Keyword(&'static str),
+    Keyword(Keyword),
     /// A bare or back-quoted name.
     Identifier {
         name: String,
@@ -357,6 +392,14 @@ impl<'a> Lexer<'a> {
                 return Ok(tokens);
             };
             let kind = match c {
+                '=' if self.char_at(start + 1) == Some('=') => {
+                    return Err(self.error(
+                        start,
+                        start + 2,
+                        "\"==\" is not an operator; equality is a single \"=\": city = \"Berlin\""
+                            .into(),
+                    ))
+                }
                 '(' | ')' | ',' | '.' | '%' | '=' => {
                     self.position += 1;
                     TokenKind::Symbol(match c {
@@ -430,10 +473,7 @@ impl<'a> Lexer<'a> {
             }
         }
         let text = &self.source[start..self.position];
-        match KEYWORDS
-            .iter()
-            .find(|keyword| keyword.eq_ignore_ascii_case(text))
-        {
+        match Keyword::from_word(text) {
             Some(keyword) if !text.contains('.') => TokenKind::Keyword(keyword),
             _ => TokenKind::Identifier {
                 name: text.to_string(),
@@ -590,42 +630,7 @@ impl<'a> Lexer<'a> {
             'r' => '\r',
             't' => '\t',
             c if c == quote => quote,
-            'u' => {
-                let digits_start = self.position + 1;
-                let close = self.source[self.position..]
-                    .find('}')
-                    .map(|relative| self.position + relative);
-                // Checking the brace first guarantees close >= digits_start below.
-                let valid = self.peek_char() == Some('{')
-                    && close.is_some_and(|close| {
-                        (1..=6).contains(&close.saturating_sub(digits_start))
-                            && self.source[digits_start..close]
-                                .chars()
-                                .all(|c| c.is_ascii_hexdigit())
-                    });
-                let scalar = close
-                    .filter(|_| valid)
-                    .and_then(|close| {
-                        u32::from_str_radix(&self.source[digits_start..close], 16).ok()
-                    })
-                    .and_then(char::from_u32);
-                match (scalar, close) {
-                    (Some(scalar), Some(close)) => {
-                        self.position = close + 1;
-                        scalar
-                    }
-                    _ => {
-                        let end = close
-                            .filter(|_| valid)
-                            .map_or(self.position, |close| close + 1);
-                        return Err(self.error(
-                            escape_start,
-                            end,
-                            "bad unicode escape; write 1 to 6 hex digits of a Unicode scalar value in braces, like \\u{e9} or \\u{1F600}".into(),
-                        ));
-                    }
-                }
-            }
+            'u' => self.unicode_escape(escape_start)?,
             other => {
                 return Err(self.error(
                     escape_start,
@@ -634,6 +639,41 @@ impl<'a> Lexer<'a> {
                 ))
             }
         })
+    }
+}
+
+/// Longest `\u{...}`: six hex digits cover every Unicode scalar value.
+const MAX_UNICODE_ESCAPE_DIGITS: usize = 6;
+
+impl Lexer<'_> {
+    /// After `\u`: `{`, 1 to 6 hex digits of a scalar value, `}`.
+    fn unicode_escape(&mut self, escape_start: usize) -> Result<char, ParseError> {
+        let bad = |lexer: &Self| {
+            lexer.error(
+                escape_start,
+                lexer.position,
+                "bad unicode escape; write 1 to 6 hex digits of a Unicode scalar value in braces, like \\u{e9} or \\u{1F600}".into(),
+            )
+        };
+        if self.peek_char() != Some('{') {
+            return Err(bad(self));
+        }
+        self.position += 1;
+        let digits_start = self.position;
+        while self.peek_char().is_some_and(|c| c.is_ascii_hexdigit())
+            && self.position - digits_start < MAX_UNICODE_ESCAPE_DIGITS
+        {
+            self.position += 1;
+        }
+        let digits = &self.source[digits_start..self.position];
+        if digits.is_empty() || self.peek_char() != Some('}') {
+            return Err(bad(self));
+        }
+        self.position += 1;
+        u32::from_str_radix(digits, 16)
+            .ok()
+            .and_then(char::from_u32)
+            .ok_or_else(|| bad(self))
     }
 }
 
@@ -692,13 +732,15 @@ fn parse_any_length(text: &str) -> Result<Rule, ParseError> {
     Ok(rule)
 }
 
+const FILTER_IN_PARENTHESES_HINT: &str = "a `where` filter ends at the first `and`/`or`; put a filter of several conditions in parentheses: did \"order_completed\" where (amount > 100 and currency = \"EUR\") at least 2 times";
+
 /// A hint when a count, window or filter turns up after a complete condition: usually a
 /// `where` filter of several conditions written without parentheses.
 fn continuation_hint(kind: &TokenKind) -> Option<&'static str> {
     match kind {
-        TokenKind::Keyword("at" | "exactly" | "where" | "in" | "between") => Some(
-            "a `where` filter ends at the first `and`/`or`; put a filter of several conditions in parentheses: did \"order_completed\" where (amount > 100 and currency = \"EUR\") at least 2 times",
-        ),
+        TokenKind::Keyword(
+            Keyword::At | Keyword::Exactly | Keyword::Where | Keyword::In | Keyword::Between,
+        ) => Some(FILTER_IN_PARENTHESES_HINT),
         _ => None,
     }
 }
@@ -757,7 +799,7 @@ impl<'a> Parser<'a> {
         token
     }
 
-    fn at_keyword(&self, keyword: &str) -> bool {
+    fn at_keyword(&self, keyword: Keyword) -> bool {
         matches!(self.peek_kind(), TokenKind::Keyword(found) if *found == keyword)
     }
 
@@ -773,7 +815,7 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn eat_keyword(&mut self, keyword: &str) -> bool {
+    fn eat_keyword(&mut self, keyword: Keyword) -> bool {
         let found = self.at_keyword(keyword);
         if found {
             self.advance();
@@ -809,7 +851,7 @@ impl<'a> Parser<'a> {
         self.error_here(format!("expected {what}, found {found}{hint}"))
     }
 
-    fn expect_keyword(&mut self, keyword: &str, hint: &str) -> Parsed<()> {
+    fn expect_keyword(&mut self, keyword: Keyword, hint: &str) -> Parsed<()> {
         if self.eat_keyword(keyword) {
             Ok(())
         } else {
@@ -833,8 +875,8 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::TooDeep,
                 &token,
                 format!(
-                    "more than {} levels of parentheses, `not` and `where` are open here; the limit is {} — flatten the rule (`not not x` is `x`, `((a))` is `a`)",
-                    limits::MAX_RULE_DEPTH,
+                    "this opens level {} of parentheses, `not` and `where`; the limit is {} — flatten the rule (`not not x` is `x`, `((a))` is `a`)",
+                    limits::MAX_RULE_DEPTH + 1,
                     limits::MAX_RULE_DEPTH
                 ),
             ));
@@ -855,7 +897,7 @@ impl<'a> Parser<'a> {
                 ParseErrorKind::TooDeep,
                 start,
                 format!(
-                    "the condition starting here nests {depth} levels deep (each and/or group, `not` and `where` is a level); the limit is {} — flatten it",
+                    "the condition starting here nests {depth} levels deep (each and/or group, `not` and condition with a `where` filter is a level); the limit is {} — flatten it",
                     limits::MAX_RULE_DEPTH
                 ),
             ));
@@ -866,11 +908,11 @@ impl<'a> Parser<'a> {
     fn rule(&mut self) -> Parsed<Rule> {
         let start = self.peek();
         let first = self.and_expression()?;
-        if !self.at_keyword("or") {
+        if !self.at_keyword(Keyword::Or) {
             return Ok(first);
         }
         let mut rules = vec![first];
-        while self.eat_keyword("or") {
+        while self.eat_keyword(Keyword::Or) {
             rules.push(self.and_expression()?);
         }
         self.check_depth(Rule::Or { rules }, &start)
@@ -879,11 +921,11 @@ impl<'a> Parser<'a> {
     fn and_expression(&mut self) -> Parsed<Rule> {
         let start = self.peek();
         let first = self.unary()?;
-        if !self.at_keyword("and") {
+        if !self.at_keyword(Keyword::And) {
             return Ok(first);
         }
         let mut rules = vec![first];
-        while self.eat_keyword("and") {
+        while self.eat_keyword(Keyword::And) {
             rules.push(self.unary()?);
         }
         self.check_depth(Rule::And { rules }, &start)
@@ -891,7 +933,7 @@ impl<'a> Parser<'a> {
 
     fn unary(&mut self) -> Parsed<Rule> {
         let start = self.peek();
-        if self.at_keyword("not") {
+        if self.at_keyword(Keyword::Not) {
             self.enter()?;
             self.advance();
             let inner = self.unary();
@@ -911,7 +953,7 @@ impl<'a> Parser<'a> {
             return inner;
         }
         let group_keyword = match self.peek_kind() {
-            TokenKind::Keyword(keyword @ ("and" | "or")) => Some(*keyword),
+            TokenKind::Keyword(keyword @ (Keyword::And | Keyword::Or)) => Some(*keyword),
             _ => None,
         };
         if let Some(keyword) = group_keyword {
@@ -926,7 +968,7 @@ impl<'a> Parser<'a> {
             let rules = self.group_rest();
             self.leave();
             let rules = rules?;
-            let rule = if keyword == "and" {
+            let rule = if keyword == Keyword::And {
                 Rule::And { rules }
             } else {
                 Rule::Or { rules }
@@ -970,30 +1012,30 @@ impl<'a> Parser<'a> {
     fn condition(&mut self) -> Parsed<Rule> {
         let start = self.peek();
         match start.kind.clone() {
-            TokenKind::Keyword("has") => {
+            TokenKind::Keyword(Keyword::Has) => {
                 self.advance();
                 let trait_name = self.identifier("a trait name after `has`", "e.g. has phone")?;
                 Ok(Rule::Has { trait_name })
             }
-            TokenKind::Keyword("in") => {
+            TokenKind::Keyword(Keyword::In) => {
                 self.advance();
                 self.expect_keyword(
-                    "segment",
+                    Keyword::Segment,
                     "a segment reference is written in segment \"name\"",
                 )?;
                 let segment =
                     self.string("a segment name in quotes", "e.g. in segment \"vip\"")?;
                 Ok(Rule::InSegment { segment })
             }
-            TokenKind::Keyword("random") => {
+            TokenKind::Keyword(Keyword::Random) => {
                 self.advance();
                 self.random_bucket()
             }
-            TokenKind::Keyword("did") => {
+            TokenKind::Keyword(Keyword::Did) => {
                 self.advance();
                 self.event_count(&start)
             }
-            TokenKind::Keyword(which @ ("first" | "last")) => {
+            TokenKind::Keyword(which @ (Keyword::First | Keyword::Last)) => {
                 self.advance();
                 let event = self.string(
                     &format!("an event name in quotes after `{which}`"),
@@ -1004,7 +1046,7 @@ impl<'a> Parser<'a> {
                 let (recency, span) = self.recency(&format!("after {which} \"{event}\""))?;
                 Ok(Rule::Performed {
                     event,
-                    which: if which == "first" {
+                    which: if which == Keyword::First {
                         Performed::First
                     } else {
                         Performed::Last
@@ -1013,16 +1055,16 @@ impl<'a> Parser<'a> {
                     span,
                 })
             }
-            TokenKind::Keyword(name @ ("sum" | "avg" | "min" | "max" | "count")) => {
+            TokenKind::Keyword(name @ (Keyword::Sum | Keyword::Avg | Keyword::Min | Keyword::Max | Keyword::Count)) => {
                 self.advance();
                 let function = match name {
-                    "sum" => AggregateFunction::Sum,
-                    "avg" => AggregateFunction::Avg,
-                    "min" => AggregateFunction::Min,
-                    "max" => AggregateFunction::Max,
+                    Keyword::Sum => AggregateFunction::Sum,
+                    Keyword::Avg => AggregateFunction::Avg,
+                    Keyword::Min => AggregateFunction::Min,
+                    Keyword::Max => AggregateFunction::Max,
                     _ => {
                         self.expect_keyword(
-                            "distinct",
+                            Keyword::Distinct,
                             "the aggregate is written count distinct of \"event\".property; to count events write did \"event\" at least N times",
                         )?;
                         AggregateFunction::CountDistinct
@@ -1064,10 +1106,10 @@ impl<'a> Parser<'a> {
             });
         }
         match self.peek_kind().clone() {
-            TokenKind::Keyword("between") => {
+            TokenKind::Keyword(Keyword::Between) => {
                 self.advance();
                 let low = self.literal("between")?;
-                self.expect_keyword("and", "a range is written age between 25 and 40")?;
+                self.expect_keyword(Keyword::And, "a range is written age between 25 and 40")?;
                 let high = self.literal("and")?;
                 Ok(Rule::Between {
                     trait_name,
@@ -1075,10 +1117,10 @@ impl<'a> Parser<'a> {
                     high,
                 })
             }
-            TokenKind::Keyword("not") => {
+            TokenKind::Keyword(Keyword::Not) => {
                 self.advance();
                 self.expect_keyword(
-                    "in",
+                    Keyword::In,
                     &format!(
                         "`not` after a trait name starts `not in (...)`; to negate a condition put `not` first: not {trait_name} = ..."
                     ),
@@ -1091,7 +1133,7 @@ impl<'a> Parser<'a> {
                 })
             }
             // `flag in last 30 days` is a boolean filter followed by a window.
-            TokenKind::Keyword("in") if !matches!(self.peek_second_kind(), TokenKind::Keyword("last")) => {
+            TokenKind::Keyword(Keyword::In) if !matches!(self.peek_second_kind(), TokenKind::Keyword(Keyword::Last)) => {
                 self.advance();
                 let values = self.literal_list()?;
                 Ok(Rule::In {
@@ -1100,15 +1142,15 @@ impl<'a> Parser<'a> {
                     negated: false,
                 })
             }
-            TokenKind::Keyword(word @ ("contains" | "starts_with" | "ends_with")) => {
+            TokenKind::Keyword(word @ (Keyword::Contains | Keyword::StartsWith | Keyword::EndsWith)) => {
                 self.advance();
                 let value = self.string(
                     &format!("a quoted text after `{word}`"),
                     &format!("e.g. {trait_name} {word} \"vip\""),
                 )?;
                 let op = match word {
-                    "contains" => TextOp::Contains,
-                    "starts_with" => TextOp::StartsWith,
+                    Keyword::Contains => TextOp::Contains,
+                    Keyword::StartsWith => TextOp::StartsWith,
                     _ => TextOp::EndsWith,
                 };
                 Ok(Rule::Text {
@@ -1117,11 +1159,11 @@ impl<'a> Parser<'a> {
                     value,
                 })
             }
-            TokenKind::Keyword("exists") => {
+            TokenKind::Keyword(Keyword::Exists) => {
                 self.advance();
                 Ok(Rule::Has { trait_name })
             }
-            TokenKind::Keyword("within" | "more" | "less") => {
+            TokenKind::Keyword(Keyword::Within | Keyword::More | Keyword::Less) => {
                 let (recency, span) = self.recency(&after)?;
                 Ok(Rule::Recent {
                     trait_name,
@@ -1133,7 +1175,7 @@ impl<'a> Parser<'a> {
             | TokenKind::Integer(_)
             | TokenKind::Float(_)
             | TokenKind::Identifier { .. }
-            | TokenKind::Keyword("true" | "false") => Err(self.expected(
+            | TokenKind::Keyword(Keyword::True | Keyword::False) => Err(self.expected(
                 &format!("an operator {after}"),
                 &format!(
                     "compare with =, !=, <, <=, >, >=, between, in, contains, starts_with or ends_with, e.g. {trait_name} = \"Berlin\""
@@ -1179,8 +1221,8 @@ impl<'a> Parser<'a> {
                 TokenKind::String(text) => Literal::String(text),
                 TokenKind::Integer(value) => Literal::Integer(value),
                 TokenKind::Float(value) => Literal::Float(value),
-                TokenKind::Keyword("true") => Literal::Bool(true),
-                TokenKind::Keyword("false") => Literal::Bool(false),
+                TokenKind::Keyword(Keyword::True) => Literal::Bool(true),
+                TokenKind::Keyword(Keyword::False) => Literal::Bool(false),
                 TokenKind::Identifier {
                     name,
                     quoted: false,
@@ -1263,9 +1305,9 @@ impl<'a> Parser<'a> {
             "e.g. 30 days",
         )?;
         let unit = match self.peek_kind() {
-            TokenKind::Keyword("minute" | "minutes") => TimeUnit::Minutes,
-            TokenKind::Keyword("hour" | "hours") => TimeUnit::Hours,
-            TokenKind::Keyword("day" | "days") => TimeUnit::Days,
+            TokenKind::Keyword(Keyword::Minute | Keyword::Minutes) => TimeUnit::Minutes,
+            TokenKind::Keyword(Keyword::Hour | Keyword::Hours) => TimeUnit::Hours,
+            TokenKind::Keyword(Keyword::Day | Keyword::Days) => TimeUnit::Days,
             _ => {
                 return Err(self.expected(
                     &format!("a time unit after {amount}"),
@@ -1280,11 +1322,11 @@ impl<'a> Parser<'a> {
     fn recency(&mut self, after: &str) -> Parsed<(Recency, Span)> {
         let hint = "write within last N days, within next N days, more than N days ago or less than N days ago";
         match self.peek_kind() {
-            TokenKind::Keyword("within") => {
+            TokenKind::Keyword(Keyword::Within) => {
                 self.advance();
-                let recency = if self.eat_keyword("last") {
+                let recency = if self.eat_keyword(Keyword::Last) {
                     Recency::WithinLast
-                } else if self.eat_keyword("next") {
+                } else if self.eat_keyword(Keyword::Next) {
                     Recency::WithinNext
                 } else {
                     return Err(self.expected("`last` or `next` after `within`", hint));
@@ -1292,16 +1334,16 @@ impl<'a> Parser<'a> {
                 let span = self.span("after `within`")?;
                 Ok((recency, span))
             }
-            TokenKind::Keyword(word @ ("more" | "less")) => {
-                let recency = if *word == "more" {
+            TokenKind::Keyword(word @ (Keyword::More | Keyword::Less)) => {
+                let recency = if *word == Keyword::More {
                     Recency::MoreThanAgo
                 } else {
                     Recency::LessThanAgo
                 };
                 self.advance();
-                self.expect_keyword("than", hint)?;
+                self.expect_keyword(Keyword::Than, hint)?;
                 let span = self.span("after `than`")?;
-                self.expect_keyword("ago", hint)?;
+                self.expect_keyword(Keyword::Ago, hint)?;
                 Ok((recency, span))
             }
             _ => Err(self.expected(&format!("a relative time {after}"), hint)),
@@ -1310,10 +1352,10 @@ impl<'a> Parser<'a> {
 
     fn random_bucket(&mut self) -> Parsed<Rule> {
         let hint = "e.g. random bucket 10%";
-        self.expect_keyword("bucket", hint)?;
+        self.expect_keyword(Keyword::Bucket, hint)?;
         let percent = self.number("a percentage after `bucket`", hint)?;
         self.expect_symbol(Symbol::Percent, hint)?;
-        let salt = if self.eat_keyword("salt") {
+        let salt = if self.eat_keyword(Keyword::Salt) {
             Some(self.string("a quoted salt after `salt`", "e.g. salt \"spring_test\"")?)
         } else {
             None
@@ -1336,26 +1378,26 @@ impl<'a> Parser<'a> {
     }
 
     fn window(&mut self) -> Parsed<Window> {
-        if self.eat_keyword("in") {
-            self.expect_keyword("last", "a window is written in last 30 days")?;
+        if self.eat_keyword(Keyword::In) {
+            self.expect_keyword(Keyword::Last, "a window is written in last 30 days")?;
             let span = self.span("after `in last`")?;
             return Ok(Window::Last { span });
         }
         self.expect_keyword(
-            "between",
+            Keyword::Between,
             "a window is written in last 30 days or between \"2024-01-01\" and \"2024-02-01\"",
         )?;
         let hint = "e.g. between \"2024-01-01\" and \"2024-02-01T00:00:00Z\"";
         let from = self.string("a quoted start time after `between`", hint)?;
-        self.expect_keyword("and", hint)?;
+        self.expect_keyword(Keyword::And, hint)?;
         let to = self.string("a quoted end time after `and`", hint)?;
         Ok(Window::Between { from, to })
     }
 
+    /// After an event clause nothing else can start with `in` or `between`, so either
+    /// starts a window (and a misspelt one gets the window's error message).
     fn at_window(&self) -> bool {
-        self.at_keyword("between")
-            || self.at_keyword("in")
-                && matches!(self.peek_second_kind(), TokenKind::Keyword("last"))
+        self.at_keyword(Keyword::Between) || self.at_keyword(Keyword::In)
     }
 
     fn duplicate(&self, what: &str, owner: &str) -> ParseError {
@@ -1363,7 +1405,7 @@ impl<'a> Parser<'a> {
     }
 
     fn event_count(&mut self, start: &Token) -> Parsed<Rule> {
-        let negated = self.eat_keyword("not");
+        let negated = self.eat_keyword(Keyword::Not);
         let event = self.string(
             "an event name in quotes after `did`",
             "e.g. did \"order_completed\" at least 3 times in last 30 days",
@@ -1373,7 +1415,7 @@ impl<'a> Parser<'a> {
         let mut count = None;
         let mut window = None;
         loop {
-            if self.at_keyword("where") {
+            if self.at_keyword(Keyword::Where) {
                 if filter.is_some() {
                     return Err(self.duplicate("a `where` filter", &owner));
                 }
@@ -1383,7 +1425,7 @@ impl<'a> Parser<'a> {
                     return Err(self.duplicate("a window", &owner));
                 }
                 window = Some(self.window()?);
-            } else if self.at_keyword("at") || self.at_keyword("exactly") {
+            } else if self.at_keyword(Keyword::At) || self.at_keyword(Keyword::Exactly) {
                 if negated {
                     return Err(self.error_here(format!(
                         "`did not` means zero times and takes no count; write did \"{event}\" at most N times instead"
@@ -1414,20 +1456,20 @@ impl<'a> Parser<'a> {
 
     fn count(&mut self) -> Parsed<(CountOp, u32)> {
         let hint = "a count is written at least 3 times, at most 2 times or exactly 1 time";
-        let count_op = if self.eat_keyword("exactly") {
+        let count_op = if self.eat_keyword(Keyword::Exactly) {
             CountOp::Exactly
         } else {
-            self.expect_keyword("at", hint)?;
-            if self.eat_keyword("least") {
+            self.expect_keyword(Keyword::At, hint)?;
+            if self.eat_keyword(Keyword::Least) {
                 CountOp::AtLeast
-            } else if self.eat_keyword("most") {
+            } else if self.eat_keyword(Keyword::Most) {
                 CountOp::AtMost
             } else {
                 return Err(self.expected("`least` or `most` after `at`", hint));
             }
         };
         let count = self.whole_number("a number of times", hint)?;
-        if !(self.eat_keyword("times") || self.eat_keyword("time")) {
+        if !(self.eat_keyword(Keyword::Times) || self.eat_keyword(Keyword::Time)) {
             return Err(self.expected(&format!("`times` after {count}"), hint));
         }
         Ok((count_op, count))
@@ -1435,7 +1477,7 @@ impl<'a> Parser<'a> {
 
     fn aggregate(&mut self, function: AggregateFunction, start: &Token) -> Parsed<Rule> {
         let hint = "e.g. sum of \"order_completed\".amount in last 90 days >= 500";
-        self.expect_keyword("of", hint)?;
+        self.expect_keyword(Keyword::Of, hint)?;
         let event = self.string("an event name in quotes after `of`", hint)?;
         self.expect_symbol(Symbol::Dot, hint)?;
         let property = self.identifier("an event property name after \".\"", hint)?;
@@ -1443,7 +1485,7 @@ impl<'a> Parser<'a> {
         let mut filter = None;
         let mut window = None;
         loop {
-            if self.at_keyword("where") {
+            if self.at_keyword(Keyword::Where) {
                 if filter.is_some() {
                     return Err(self.duplicate("a `where` filter", &owner));
                 }
