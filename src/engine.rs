@@ -12,7 +12,7 @@ use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
-use crate::segment::evaluate::{matches, matching, next_change_after};
+use crate::segment::evaluate::{matches, matching, next_change_after, timer_candidates};
 use crate::segment::parser::{normalize, parse_rule, ParseError};
 use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
@@ -1469,8 +1469,8 @@ impl Engine {
             let (entered, exited) = shard.replace_members(id, members);
             shard.timers.clear_segment(id);
             if condition.is_time_dependent() {
-                let live: Vec<u32> = shard.live.iter().collect();
-                for local in live {
+                let candidates = timer_candidates(condition, &shard) & &shard.live;
+                for local in candidates {
                     let due = next_change_after(condition, &shard, LocalId(local), now_ms);
                     shard.timers.schedule(LocalId(local), id, due);
                 }

@@ -22,6 +22,7 @@ use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES
 use roaring::RoaringBitmap;
 use serde_json::Value;
 use std::collections::HashMap;
+use xxhash_rust::xxh3::Xxh3Builder;
 
 /// Longest event name accepted.
 pub const MAX_EVENT_NAME_BYTES: usize = 256;
@@ -503,9 +504,11 @@ pub struct DetachedEvents {
 #[derive(Debug)]
 pub struct EventStore {
     retention_ms: i64,
-    names: HashMap<Box<str>, EventNameId>,
+    // xxh3 instead of SipHash: names are looked up on every evaluation of a
+    // behavioral condition. Seeded per store, so crafted names cannot collide at will.
+    names: HashMap<Box<str>, EventNameId, Xxh3Builder>,
     name_list: Vec<Box<str>>,
-    property_names: HashMap<Box<str>, PropertyNameId>,
+    property_names: HashMap<Box<str>, PropertyNameId, Xxh3Builder>,
     property_list: Vec<Box<str>>,
     profiles: Vec<Option<Box<ProfileEvents>>>,
     /// Per event name: profiles that ever performed it (lifetime).
@@ -515,15 +518,21 @@ pub struct EventStore {
     stats: EventStats,
 }
 
+fn seeded_hasher() -> Xxh3Builder {
+    use std::hash::BuildHasher;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+    Xxh3Builder::new().with_seed(seed)
+}
+
 static EMPTY_BITMAP: std::sync::OnceLock<RoaringBitmap> = std::sync::OnceLock::new();
 
 impl EventStore {
     pub fn new(retention_ms: i64) -> EventStore {
         EventStore {
             retention_ms,
-            names: HashMap::new(),
+            names: HashMap::with_hasher(seeded_hasher()),
             name_list: Vec::new(),
-            property_names: HashMap::new(),
+            property_names: HashMap::with_hasher(seeded_hasher()),
             property_list: Vec::new(),
             profiles: Vec::new(),
             with_event: Vec::new(),

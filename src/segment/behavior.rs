@@ -56,7 +56,7 @@ fn matches_without_events(condition: &EventCondition) -> bool {
     }
 }
 
-fn event_name(condition: &EventCondition) -> &str {
+pub(crate) fn event_name(condition: &EventCondition) -> &str {
     match condition {
         EventCondition::Count { event, .. }
         | EventCondition::Performed { event, .. }
@@ -367,6 +367,7 @@ pub fn next_change_after(
             };
             recency_edges(*recency, *span_ms, time)
                 .into_iter()
+                .flatten()
                 .filter(|edge| *edge > now_ms)
                 .min()
         }

@@ -308,6 +308,7 @@ impl Shard {
             .sum();
         columns
             + self.events.memory_bytes()
+            + self.timers.memory_bytes()
             + members
             + lists
             + identities
