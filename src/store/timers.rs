@@ -13,13 +13,16 @@
 use crate::ids::{LocalId, SegmentId};
 use std::collections::BTreeSet;
 
+/// One profile's pending (segment id, due time) pairs.
+type ProfileTimers = Vec<(u32, i64)>;
+
 #[derive(Debug, Default)]
 pub struct TimerQueue {
     /// (due time, local id, segment id), one entry per pending pair.
     queue: BTreeSet<(i64, u32, u32)>,
     /// Per local id: its pending (segment, due time) pairs; boxed so profiles without
     /// timers cost one pointer.
-    by_profile: Vec<Option<Box<Vec<(u32, i64)>>>>,
+    by_profile: Vec<Option<Box<ProfileTimers>>>,
 }
 
 impl TimerQueue {
@@ -127,7 +130,7 @@ impl TimerQueue {
     pub fn memory_bytes(&self) -> usize {
         // BTreeSet nodes hold up to 11 keys of 16 bytes plus edges: ~24 B per entry.
         self.queue.len() * 24
-            + self.by_profile.capacity() * std::mem::size_of::<Option<Box<Vec<(u32, i64)>>>>()
+            + self.by_profile.capacity() * std::mem::size_of::<Option<Box<ProfileTimers>>>()
             + self
                 .by_profile
                 .iter()
