@@ -9,5 +9,7 @@ pub mod engine;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod mmap;
+pub mod persist;
 pub mod segment;
 pub mod store;
