@@ -14,8 +14,8 @@ use std::collections::{BinaryHeap, HashMap};
 
 #[derive(Debug, Default)]
 pub struct TimerQueue {
-    heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
-    current: HashMap<(u32, u32), i64>,
+    pub(crate) heap: BinaryHeap<Reverse<(i64, u32, u32)>>,
+    pub(crate) current: HashMap<(u32, u32), i64>,
 }
 
 impl TimerQueue {
