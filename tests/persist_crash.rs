@@ -144,7 +144,11 @@ fn crash_segments() -> Vec<(&'static str, Value)> {
 }
 
 fn crash_message(number: usize) -> Value {
-    let plan = if number.is_multiple_of(3) { "pro" } else { "free" };
+    let plan = if number.is_multiple_of(3) {
+        "pro"
+    } else {
+        "free"
+    };
     json!({"type": "identify", "userId": format!("p-{number}"), "messageId": format!("msg-{number}"),
            "traits": {"n": number as i64, "plan": plan}})
 }
