@@ -44,7 +44,7 @@ fn profile(index: usize) -> Value {
     json!({"type": "identify", "userId": format!("u{index}"), "messageId": format!("m{index}"),
            "traits": {"code": format!("c{index}"), "plan": plan, "n": index as i64,
                       "score": index as f64 / 4.0, "seen": "2025-06-01T00:00:00Z",
-                      "flag": index % 5 == 0, "tags": [tag]}})
+                      "flag": index.is_multiple_of(5), "tags": [tag]}})
 }
 
 #[test]
