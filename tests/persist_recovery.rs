@@ -465,6 +465,14 @@ fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
         .apply_batch(parse_batch(&json!({"batch": [{"type": "identify", "anonymousId": "erase-me-anon", "traits": {"plan": "back"}}]})).unwrap())
         .unwrap();
     assert_eq!(outcome.suppressed, 1, "suppression survived the restart");
+    // Sent again after erasure, the identifier is not written to disk either.
+    for needle in needles {
+        assert_eq!(
+            files_containing(&dir, needle),
+            Vec::<PathBuf>::new(),
+            "{needle}"
+        );
+    }
     assert_eq!(database.engine().profile_count(), 5_010);
     std::fs::remove_dir_all(&dir).unwrap();
 }

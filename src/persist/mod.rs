@@ -341,16 +341,40 @@ impl Database {
         self.engine.now_ms()
     }
 
-    /// [`Engine::apply_batch`], durably.
+    /// [`Engine::apply_batch`], durably. Messages naming erased (suppressed)
+    /// identifiers are dropped by the engine and not written to the WAL, so an erased
+    /// identifier sent again does not reach the disk.
     pub fn apply_batch(&self, messages: Vec<Message>) -> Result<BatchOutcome, DatabaseError> {
         let bound = self.change_bound(2 * messages.len() as u64);
+        let at_ms = self.now_ms();
+        if self.engine.suppressed.is_empty() || !messages.iter().any(|m| self.is_suppressed(m)) {
+            let record = WalRecord::Messages { at_ms, messages };
+            return self.logged(&record, bound, |engine| match &record {
+                WalRecord::Messages { messages, .. } => engine.apply_batch(messages),
+                _ => Ok(BatchOutcome::default()),
+            });
+        }
+        // The whole batch is still validated and applied (counting the suppressed);
+        // replaying the rest gives the same state, since suppression happens first.
+        let kept = messages
+            .iter()
+            .filter(|message| !self.is_suppressed(message))
+            .cloned()
+            .collect();
         let record = WalRecord::Messages {
-            at_ms: self.now_ms(),
-            messages,
+            at_ms,
+            messages: kept,
         };
-        self.logged(&record, bound, |engine| match &record {
-            WalRecord::Messages { messages, .. } => engine.apply_batch(messages),
-            _ => Ok(BatchOutcome::default()),
+        self.logged(&record, bound, |engine| engine.apply_batch(&messages))
+    }
+
+    fn is_suppressed(&self, message: &Message) -> bool {
+        let user = message.user_id.as_ref().map(|id| format!("u:{id}"));
+        let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
+        user.iter().chain(anonymous.iter()).any(|key| {
+            self.engine
+                .suppressed
+                .contains(&crate::engine::identity_hash(key))
         })
     }
 
