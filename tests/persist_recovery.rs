@@ -152,7 +152,31 @@ fn fingerprint(database: &Database, ids: &[String]) -> Value {
         .columns()
         .map(|(id, info)| json!([id.0, info.name, info.trait_type]))
         .collect();
+    // Fresh whole-population queries read the loaded indexes of every column kind.
+    let queries: Vec<Value> = [
+        json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"}),
+        json!({"kind": "compare", "trait": "email", "op": "=", "value": "person42@example.com"}),
+        json!({"kind": "text", "trait": "email", "op": "starts_with", "value": "person1"}),
+        json!({"kind": "between", "trait": "age", "low": 20, "high": 40}),
+        json!({"kind": "compare", "trait": "visits", "op": ">", "value": 10_000_000}),
+        json!({"kind": "compare", "trait": "visits", "op": "<=", "value": 400_000}),
+        json!({"kind": "compare", "trait": "ltv", "op": ">=", "value": 2000.5}),
+        json!({"kind": "compare", "trait": "signup_at", "op": ">", "value": "2025-01-01T00:00:00Z"}),
+        json!({"kind": "compare", "trait": "subscribed", "op": "=", "value": true}),
+        json!({"kind": "text", "trait": "tags", "op": "contains", "value": "t3"}),
+        json!({"kind": "in", "trait": "address.city", "values": ["Rome", "Oslo"]}),
+        json!({"kind": "not", "rule": {"kind": "has", "trait": "device"}}),
+    ]
+    .into_iter()
+    .map(|query| {
+        let rule = serde_json::from_value(query.clone()).unwrap();
+        let mut members = engine.matching_profiles(&rule).unwrap();
+        members.sort();
+        json!([query, members.len(), members.first(), members.last()])
+    })
+    .collect();
     json!({
+        "queries": queries,
         "profiles": engine.profile_count(),
         "segments": segments,
         "schema": schema,

@@ -268,12 +268,12 @@ fn encode_message(out: &mut Encoder, message: &Message) {
     match &message.kind {
         MessageKind::Identify { traits } => {
             out.u8(MESSAGE_IDENTIFY);
-            out.str(&Value::Object(traits.clone()).to_string());
+            out.str(&json_text(traits));
         }
         MessageKind::Track { event, properties } => {
             out.u8(MESSAGE_TRACK);
             out.str(event);
-            out.str(&Value::Object(properties.clone()).to_string());
+            out.str(&json_text(properties));
         }
         MessageKind::Alias { previous_id } => {
             out.u8(MESSAGE_ALIAS);
@@ -290,6 +290,11 @@ fn encode_message(out: &mut Encoder, message: &Message) {
         }
         None => out.u8(0),
     }
+}
+
+fn json_text(object: &Map<String, Value>) -> String {
+    // A JSON map always serializes.
+    serde_json::to_string(object).unwrap_or_default()
 }
 
 fn json_object(text: &str) -> Result<Map<String, Value>, FormatError> {

@@ -20,7 +20,7 @@
 //! refused, so nothing is acknowledged that could not be persisted.
 
 use crate::persist::format::{damaged, FormatError};
-use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam::channel::{bounded, Receiver, Sender};
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
 use std::fs::{File, OpenOptions};
@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub const BATCH_MAGIC: u32 = 0x4C41_5753;
 pub const BATCH_END_MAGIC: u32 = 0x444E_4557;
@@ -338,13 +338,16 @@ pub struct Wal {
     shared: Arc<Shared>,
     policy: FsyncPolicy,
     thread: Mutex<Option<JoinHandle<()>>>,
+    syncer: Mutex<Option<JoinHandle<()>>>,
+    stop_syncer: Arc<AtomicBool>,
 }
 
 impl Wal {
     /// Starts a new segment at `next_lsn` in `options.directory` and the writer thread.
     pub fn open(options: WalOptions, next_lsn: u64) -> std::io::Result<Wal> {
         std::fs::create_dir_all(&options.directory)?;
-        let file = create_segment(&options.directory, next_lsn)?;
+        let file = Arc::new(create_segment(&options.directory, next_lsn)?);
+        let current: CurrentFile = Arc::new(Mutex::new(file.clone()));
         let shared = Arc::new(Shared {
             progress: Mutex::new(Progress {
                 acknowledged_lsn: next_lsn - 1,
@@ -360,12 +363,30 @@ impl Wal {
         });
         let (sender, receiver) = bounded(QUEUE_CAPACITY);
         let policy = options.fsync;
+        let stop_syncer = Arc::new(AtomicBool::new(false));
+        let syncer = match policy {
+            FsyncPolicy::IntervalMs(milliseconds) => {
+                let syncer = Syncer {
+                    current: current.clone(),
+                    shared: shared.clone(),
+                    faults: options.faults.clone(),
+                    interval: Duration::from_millis(milliseconds),
+                    stop: stop_syncer.clone(),
+                };
+                Some(
+                    std::thread::Builder::new()
+                        .name("segd-wal-sync".into())
+                        .spawn(move || syncer.run())?,
+                )
+            }
+            _ => None,
+        };
         let writer = Writer {
             options,
             file,
+            current,
             segment_bytes: 0,
             dirty: false,
-            last_sync: Instant::now(),
             last_written_lsn: next_lsn - 1,
             shared: shared.clone(),
         };
@@ -378,6 +399,8 @@ impl Wal {
             shared,
             policy,
             thread: Mutex::new(Some(thread)),
+            syncer: Mutex::new(syncer),
+            stop_syncer,
         })
     }
 
@@ -463,6 +486,10 @@ impl Wal {
         if let Some(thread) = self.thread.lock().take() {
             let _ = thread.join();
         }
+        self.stop_syncer.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.syncer.lock().take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -490,12 +517,15 @@ pub fn sync_directory(directory: &Path) -> std::io::Result<()> {
     File::open(directory)?.sync_all()
 }
 
+/// The segment being written, shared with the interval syncer.
+type CurrentFile = Arc<Mutex<Arc<File>>>;
+
 struct Writer {
     options: WalOptions,
-    file: File,
+    file: Arc<File>,
+    current: CurrentFile,
     segment_bytes: u64,
     dirty: bool,
-    last_sync: Instant,
     last_written_lsn: u64,
     shared: Arc<Shared>,
 }
@@ -511,26 +541,13 @@ impl Writer {
         loop {
             let request = match deferred.take() {
                 Some(request) => request,
-                None => {
-                    let timeout = match self.options.fsync {
-                        FsyncPolicy::IntervalMs(milliseconds) if self.dirty => {
-                            Duration::from_millis(milliseconds)
-                                .saturating_sub(self.last_sync.elapsed())
-                        }
-                        _ => Duration::from_secs(3600),
-                    };
-                    match receiver.recv_timeout(timeout) {
-                        Ok(request) => request,
-                        Err(RecvTimeoutError::Timeout) => {
-                            self.sync_if_due();
-                            continue;
-                        }
-                        Err(RecvTimeoutError::Disconnected) => {
-                            self.sync();
-                            return;
-                        }
+                None => match receiver.recv() {
+                    Ok(request) => request,
+                    Err(_) => {
+                        self.sync();
+                        return;
                     }
-                }
+                },
             };
             match request {
                 Request::Append { lsn, bytes } => {
@@ -583,7 +600,7 @@ impl Writer {
         let result = if injected {
             Err(std::io::Error::other("injected write failure"))
         } else {
-            self.file.write_all(&frame)
+            (&*self.file).write_all(&frame)
         };
         if let Err(error) = result {
             self.shared.fail(format!(
@@ -595,15 +612,9 @@ impl Writer {
         self.dirty = true;
         self.segment_bytes += frame.len() as u64;
         self.last_written_lsn = last_lsn;
-        let synced = match self.options.fsync {
-            FsyncPolicy::Always => self.sync(),
-            FsyncPolicy::IntervalMs(_) => {
-                self.sync_if_due();
-                true
-            }
-            FsyncPolicy::Never => true,
-        };
-        if !synced {
+        // Under `interval` the syncer thread fsyncs, so acknowledging never waits
+        // for the disk.
+        if self.options.fsync == FsyncPolicy::Always && !self.sync() {
             return;
         }
         {
@@ -624,14 +635,6 @@ impl Writer {
         self.shared.progress.lock().current_segment
     }
 
-    fn sync_if_due(&mut self) {
-        if let FsyncPolicy::IntervalMs(milliseconds) = self.options.fsync {
-            if self.dirty && self.last_sync.elapsed() >= Duration::from_millis(milliseconds) {
-                self.sync();
-            }
-        }
-    }
-
     /// fdatasync; false (and the WAL failed) on error.
     fn sync(&mut self) -> bool {
         if !self.dirty {
@@ -650,9 +653,8 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.dirty = false;
-                self.last_sync = Instant::now();
                 let mut progress = self.shared.progress.lock();
-                progress.durable_lsn = self.last_written_lsn;
+                progress.durable_lsn = progress.durable_lsn.max(self.last_written_lsn);
                 progress.syncs += 1;
                 true
             }
@@ -686,7 +688,8 @@ impl Writer {
         }
         match create_segment(&self.options.directory, next_lsn) {
             Ok(file) => {
-                self.file = file;
+                self.file = Arc::new(file);
+                *self.current.lock() = self.file.clone();
                 self.segment_bytes = 0;
                 self.shared.progress.lock().current_segment = next_lsn;
                 Ok(())
@@ -695,6 +698,57 @@ impl Writer {
                 let reason = format!("creating {} failed: {error}", segment_name(next_lsn));
                 self.shared.fail(reason.clone());
                 Err(reason)
+            }
+        }
+    }
+}
+
+/// Under `interval:<ms>`: fsyncs the current segment every interval while there are
+/// acknowledged but unsynced records, so writers and callers never wait for the disk.
+struct Syncer {
+    current: CurrentFile,
+    shared: Arc<Shared>,
+    faults: Option<Arc<WalFaults>>,
+    interval: Duration,
+    stop: Arc<AtomicBool>,
+}
+
+impl Syncer {
+    fn run(self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            std::thread::sleep(self.interval);
+            let target = {
+                let progress = self.shared.progress.lock();
+                if progress.failure.is_some() {
+                    return;
+                }
+                if progress.acknowledged_lsn <= progress.durable_lsn {
+                    continue;
+                }
+                progress.acknowledged_lsn
+            };
+            // Records before `target` in earlier segments were synced by rotation.
+            let file = self.current.lock().clone();
+            let injected = self
+                .faults
+                .as_ref()
+                .is_some_and(|faults| faults.fail_syncs.load(Ordering::SeqCst));
+            let result = if injected {
+                Err(std::io::Error::other("injected fsync failure"))
+            } else {
+                file.sync_data()
+            };
+            match result {
+                Ok(()) => {
+                    let mut progress = self.shared.progress.lock();
+                    progress.durable_lsn = progress.durable_lsn.max(target);
+                    progress.syncs += 1;
+                }
+                Err(error) => {
+                    self.shared
+                        .fail(format!("fsync of the current WAL segment failed: {error}"));
+                    return;
+                }
             }
         }
     }
@@ -819,6 +873,41 @@ mod tests {
         faults.fail_writes.store(false, Ordering::SeqCst);
         assert!(wal.append(b"later".to_vec()).is_err());
         assert!(wal.rotate().is_err());
+        wal.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn interval_policy_acknowledges_before_syncing_and_syncs_within_the_interval() {
+        let dir = temp_dir("interval");
+        let faults = Arc::new(WalFaults::default());
+        let wal = Wal::open(
+            WalOptions {
+                directory: dir.clone(),
+                fsync: FsyncPolicy::IntervalMs(20),
+                segment_bytes: DEFAULT_SEGMENT_BYTES,
+                faults: Some(faults.clone()),
+            },
+            1,
+        )
+        .unwrap();
+        let lsn = wal.append(b"x".to_vec()).unwrap();
+        wal.wait(lsn).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while wal.status().durable_lsn < lsn {
+            assert!(std::time::Instant::now() < deadline, "never synced");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(wal.status().syncs >= 1);
+        // A failing background fsync fails the WAL too.
+        faults.fail_syncs.store(true, Ordering::SeqCst);
+        let lsn = wal.append(b"y".to_vec()).unwrap();
+        let _ = wal.wait(lsn);
+        while wal.status().failure.is_none() {
+            assert!(std::time::Instant::now() < deadline, "failure not noticed");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(wal.append(b"z".to_vec()).is_err());
         wal.close();
         std::fs::remove_dir_all(&dir).unwrap();
     }
