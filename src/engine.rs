@@ -272,8 +272,9 @@ pub struct Engine {
     pub(crate) changes: ChangeLog,
     /// Recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
     pub(crate) seen_messages: parking_lot::Mutex<SeenMessages>,
-    /// Identity keys of erased profiles: later messages naming them are dropped.
-    pub(crate) suppressed: dashmap::DashSet<Box<str>>,
+    /// Identity keys of erased profiles, as [`identity_hash`]es (so persisting the set
+    /// stores no identifier): later messages naming them are dropped.
+    pub(crate) suppressed: dashmap::DashSet<u128>,
     pub counters: EngineCounters,
     /// Serializes profile creation (see `resolve_or_create`).
     pub(crate) creation: parking_lot::Mutex<()>,
@@ -605,7 +606,7 @@ impl Engine {
         let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
         user.iter()
             .chain(anonymous.iter())
-            .any(|key| self.suppressed.contains(key.as_str()))
+            .any(|key| self.suppressed.contains(&identity_hash(key)))
     }
 
     /// Records a message id; false when it was seen within the window.
@@ -637,14 +638,14 @@ impl Engine {
             .clone();
         let changes = self.delete_profile(external_id)?;
         for key in identity.keys() {
-            self.suppressed.insert(key.into());
+            self.suppressed.insert(identity_hash(&key));
         }
         Ok(changes)
     }
 
-    /// Identity keys currently suppressed (for persistence).
-    pub fn suppressed_keys(&self) -> Vec<String> {
-        self.suppressed.iter().map(|key| key.to_string()).collect()
+    /// Hashes of the identity keys currently suppressed (for persistence).
+    pub fn suppressed_keys(&self) -> Vec<u128> {
+        self.suppressed.iter().map(|key| *key).collect()
     }
 
     /// Sets traits on the profile known by `user_id` / `anonymous_id` (created when

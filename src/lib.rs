@@ -13,5 +13,7 @@ pub mod http;
 pub mod ids;
 pub mod index;
 pub mod ingest;
+pub mod mmap;
+pub mod persist;
 pub mod segment;
 pub mod store;

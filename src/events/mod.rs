@@ -253,21 +253,21 @@ impl Lifetime {
 
 /// One stored event: 24 bytes plus its encoded properties in the arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct StoredEvent {
-    time_ms: i64,
-    name: EventNameId,
-    properties_start: u32,
-    properties_len: u32,
+pub(crate) struct StoredEvent {
+    pub(crate) time_ms: i64,
+    pub(crate) name: EventNameId,
+    pub(crate) properties_start: u32,
+    pub(crate) properties_len: u32,
 }
 
 #[derive(Debug, Default)]
-struct ProfileEvents {
+pub(crate) struct ProfileEvents {
     /// Sorted by (name, time); equal keys keep arrival order.
-    events: Vec<StoredEvent>,
-    properties: Vec<u8>,
+    pub(crate) events: Vec<StoredEvent>,
+    pub(crate) properties: Vec<u8>,
     /// Bytes of `properties` no longer referenced (expired events).
-    garbage_bytes: usize,
-    lifetime: Vec<(EventNameId, Lifetime)>,
+    pub(crate) garbage_bytes: usize,
+    pub(crate) lifetime: Vec<(EventNameId, Lifetime)>,
 }
 
 impl ProfileEvents {
@@ -447,6 +447,47 @@ fn decode_property(bytes: &[u8], at: usize) -> (PropertyNameId, PropertyValue<'_
     }
 }
 
+/// Whether `bytes` is a well-formed sequence of encoded properties with ids below
+/// `property_count` (checked walk; the unchecked decoder trusts what we wrote).
+fn valid_encoding(bytes: &[u8], property_count: usize) -> bool {
+    fn text(bytes: &[u8], at: usize) -> Option<usize> {
+        let length = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let end = (at + 4).checked_add(length)?;
+        std::str::from_utf8(bytes.get(at + 4..end)?).ok()?;
+        Some(end)
+    }
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 3) else {
+            return false;
+        };
+        if u16::from_le_bytes([header[0], header[1]]) as usize >= property_count {
+            return false;
+        }
+        let next = match header[2] {
+            TAG_STRING => text(bytes, at + 3),
+            TAG_INTEGER | TAG_FLOAT => (bytes.len() >= at + 11).then_some(at + 11),
+            TAG_BOOL => (bytes.len() >= at + 4).then_some(at + 4),
+            TAG_LIST => {
+                let Some(count) = bytes.get(at + 3..at + 5) else {
+                    return false;
+                };
+                let mut next = Some(at + 5);
+                for _ in 0..u16::from_le_bytes([count[0], count[1]]) {
+                    next = next.and_then(|position| text(bytes, position));
+                }
+                next
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
+}
+
 impl<'a> EventView<'a> {
     /// The value of one property, if the event carries it.
     pub fn property(&self, id: PropertyNameId) -> Option<PropertyValue<'a>> {
@@ -507,10 +548,10 @@ pub struct EventStore {
     // xxh3 instead of SipHash: names are looked up on every evaluation of a
     // behavioral condition. Seeded per store, so crafted names cannot collide at will.
     names: HashMap<Box<str>, EventNameId, Xxh3Builder>,
-    name_list: Vec<Box<str>>,
+    pub(crate) name_list: Vec<Box<str>>,
     property_names: HashMap<Box<str>, PropertyNameId, Xxh3Builder>,
-    property_list: Vec<Box<str>>,
-    profiles: Vec<Option<Box<ProfileEvents>>>,
+    pub(crate) property_list: Vec<Box<str>>,
+    pub(crate) profiles: Vec<Option<Box<ProfileEvents>>>,
     /// Per event name: profiles that ever performed it (lifetime).
     with_event: Vec<RoaringBitmap>,
     /// Next local id the expiry sweep looks at.
@@ -891,6 +932,64 @@ impl EventStore {
         self.stats.expired += removed;
         self.stats.stored -= removed;
         removed
+    }
+
+    /// Rebuilds a store from snapshot parts, checking every id, range and encoded
+    /// property so a damaged snapshot is rejected instead of panicking later.
+    pub(crate) fn from_parts(
+        retention_ms: i64,
+        name_list: Vec<Box<str>>,
+        property_list: Vec<Box<str>>,
+        profiles: Vec<Option<Box<ProfileEvents>>>,
+    ) -> Result<EventStore, String> {
+        if name_list.len() > MAX_EVENT_NAMES || property_list.len() > MAX_PROPERTY_NAMES {
+            return Err("more event or property names than a shard holds".into());
+        }
+        let mut store = EventStore::new(retention_ms);
+        for name in name_list {
+            if store.names.contains_key(&name) {
+                return Err(format!("event name `{name}` listed twice"));
+            }
+            store.intern_name(&name);
+        }
+        for name in property_list {
+            if store.property_names.contains_key(&name) {
+                return Err(format!("property name `{name}` listed twice"));
+            }
+            store.intern_property(&name);
+        }
+        let name_count = store.name_list.len() as u32;
+        let property_count = store.property_list.len();
+        for (local, profile) in profiles.iter().enumerate() {
+            let Some(profile) = profile else { continue };
+            let mut previous: Option<(EventNameId, i64)> = None;
+            for event in &profile.events {
+                if event.name.0 >= name_count {
+                    return Err(format!("profile {local}: event name id out of range"));
+                }
+                if previous.is_some_and(|key| key > (event.name, event.time_ms)) {
+                    return Err(format!("profile {local}: events out of order"));
+                }
+                previous = Some((event.name, event.time_ms));
+                let start = event.properties_start as usize;
+                let end = start
+                    .checked_add(event.properties_len as usize)
+                    .filter(|end| *end <= profile.properties.len())
+                    .ok_or_else(|| format!("profile {local}: properties out of range"))?;
+                if !valid_encoding(&profile.properties[start..end], property_count) {
+                    return Err(format!("profile {local}: malformed event properties"));
+                }
+            }
+            for (name, lifetime) in &profile.lifetime {
+                if name.0 >= name_count || lifetime.count == 0 {
+                    return Err(format!("profile {local}: bad lifetime aggregate"));
+                }
+                store.with_event[name.0 as usize].insert(local as u32);
+            }
+            store.stats.stored += profile.events.len() as u64;
+        }
+        store.profiles = profiles;
+        Ok(store)
     }
 
     pub fn memory_bytes(&self) -> usize {

@@ -72,8 +72,8 @@ pub struct Shard {
     pub id: ShardId,
     /// Allocated local ids.
     pub live: RoaringBitmap,
-    free_ids: Vec<u32>,
-    next_local: u32,
+    pub(crate) free_ids: Vec<u32>,
+    pub(crate) next_local: u32,
     /// Trait columns by global column id; `None` until a profile here sets the trait.
     pub columns: Vec<Option<Column>>,
     pub identities: Vec<ProfileIdentity>,

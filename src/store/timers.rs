@@ -127,6 +127,11 @@ impl TimerQueue {
         self.queue.first().map(|(due, _, _)| *due)
     }
 
+    /// Every pending (local id, segment id, due time), for snapshots.
+    pub fn entries(&self) -> impl Iterator<Item = (u32, u32, i64)> + '_ {
+        self.queue.iter().map(|(due, local, segment)| (*local, *segment, *due))
+    }
+
     pub fn memory_bytes(&self) -> usize {
         // BTreeSet nodes hold up to 11 keys of 16 bytes plus edges: ~24 B per entry.
         self.queue.len() * 24
