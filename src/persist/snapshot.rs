@@ -13,6 +13,7 @@
 use crate::changes::ChangeLog;
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineOptions};
+use crate::events::EventStore;
 use crate::ids::{ColumnId, LocalId, ProfileRef, SegmentId, ShardId};
 use crate::index::bsi::BitSlicedIndex;
 use crate::mmap::MappedFile;
@@ -26,7 +27,6 @@ use crate::store::column::{ArenaStrings, Column, ColumnData, DictionaryStrings, 
 use crate::store::membership::{SlotSet, Slots, NO_SLOT};
 use crate::store::schema::Schema;
 use crate::store::shard::{ProfileIdentity, Shard};
-use crate::events::EventStore;
 use crate::store::timers::TimerQueue;
 use crate::store::value::TraitType;
 use parking_lot::RwLock;
@@ -711,7 +711,8 @@ pub fn load_snapshot(
             let mapped = MappedFile::open(&path).map_err(io_at(&path))?;
             let size = mapped.bytes().len() as u64;
             let (shard, entries) =
-                decode_shard(mapped.bytes(), index, &schema, options.event_retention_ms).map_err(at(&path))?;
+                decode_shard(mapped.bytes(), index, &schema, options.event_retention_ms)
+                    .map_err(at(&path))?;
             Ok((shard, entries, size))
         })
         .collect();
@@ -898,7 +899,9 @@ fn decode_shard(
             let lengths = extra.u32s()?;
             let bytes = extra.bytes()?;
             if counts.len() != profiles {
-                return Err(damaged("extra identity table does not match the profile count"));
+                return Err(damaged(
+                    "extra identity table does not match the profile count",
+                ));
             }
             let mut input = Decoder::new(bytes);
             let mut lengths = lengths.into_iter();
@@ -916,7 +919,11 @@ fn decode_shard(
                 }
             }
         }
-        shard.events = decode_events(container.find(SECTION_EVENTS)?, event_retention_ms, profiles)?;
+        shard.events = decode_events(
+            container.find(SECTION_EVENTS)?,
+            event_retention_ms,
+            profiles,
+        )?;
     }
 
     let mut map = Decoder::new(container.find(SECTION_IDENTITY_MAP)?);
@@ -1182,15 +1189,27 @@ fn decode_column(bytes: &[u8], profiles: usize) -> Result<Column, FormatError> {
 fn encode_events(store: &EventStore) -> Vec<u8> {
     let mut out = Encoder::new();
     for names in [&store.name_list, &store.property_list] {
-        out.u32s(&names.iter().map(|name| name.len() as u32).collect::<Vec<_>>());
-        out.bytes(&names.iter().flat_map(|name| name.bytes()).collect::<Vec<_>>());
+        out.u32s(
+            &names
+                .iter()
+                .map(|name| name.len() as u32)
+                .collect::<Vec<_>>(),
+        );
+        out.bytes(
+            &names
+                .iter()
+                .flat_map(|name| name.bytes())
+                .collect::<Vec<_>>(),
+        );
     }
     let mut event_counts = Vec::with_capacity(store.profiles.len());
     let mut lifetime_counts = Vec::with_capacity(store.profiles.len());
     let mut arena_lengths = Vec::with_capacity(store.profiles.len());
-    let (mut times, mut names, mut starts, mut lengths) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut times, mut names, mut starts, mut lengths) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut arenas = Vec::new();
-    let (mut lifetime_names, mut counts, mut firsts, mut lasts) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lifetime_names, mut counts, mut firsts, mut lasts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for profile in &store.profiles {
         let Some(profile) = profile else {
             event_counts.push(u32::MAX);
@@ -1230,7 +1249,11 @@ fn encode_events(store: &EventStore) -> Vec<u8> {
     out.bytes
 }
 
-fn decode_events(bytes: &[u8], retention_ms: i64, profiles: usize) -> Result<EventStore, FormatError> {
+fn decode_events(
+    bytes: &[u8],
+    retention_ms: i64,
+    profiles: usize,
+) -> Result<EventStore, FormatError> {
     let mut input = Decoder::new(bytes);
     let mut name_tables = Vec::with_capacity(2);
     for _ in 0..2 {
@@ -1264,16 +1287,33 @@ fn decode_events(bytes: &[u8], retention_ms: i64, profiles: usize) -> Result<Eve
     {
         return Err(damaged("event tables do not match the profile count"));
     }
-    let total_events: u64 = event_counts.iter().filter(|c| **c != u32::MAX).map(|c| u64::from(*c)).sum();
+    let total_events: u64 = event_counts
+        .iter()
+        .filter(|c| **c != u32::MAX)
+        .map(|c| u64::from(*c))
+        .sum();
     let total_lifetimes: u64 = lifetime_counts.iter().map(|c| u64::from(*c)).sum();
-    if [times.len(), names.len(), starts.len(), lengths.len()].iter().any(|l| *l as u64 != total_events)
-        || [lifetime_names.len(), counts.len(), firsts.len(), lasts.len()].iter().any(|l| *l as u64 != total_lifetimes)
+    if [times.len(), names.len(), starts.len(), lengths.len()]
+        .iter()
+        .any(|l| *l as u64 != total_events)
+        || [
+            lifetime_names.len(),
+            counts.len(),
+            firsts.len(),
+            lasts.len(),
+        ]
+        .iter()
+        .any(|l| *l as u64 != total_lifetimes)
     {
         return Err(damaged("event arrays do not match their counts"));
     }
     let mut profile_table = Vec::with_capacity(event_counts.len());
     let (mut next_event, mut next_lifetime) = (0usize, 0usize);
-    for ((event_count, lifetime_count), arena_length) in event_counts.iter().zip(&lifetime_counts).zip(&arena_lengths) {
+    for ((event_count, lifetime_count), arena_length) in event_counts
+        .iter()
+        .zip(&lifetime_counts)
+        .zip(&arena_lengths)
+    {
         if *event_count == u32::MAX {
             profile_table.push(None);
             continue;
@@ -1292,7 +1332,11 @@ fn decode_events(bytes: &[u8], retention_ms: i64, profiles: usize) -> Result<Eve
         for index in next_lifetime..next_lifetime + *lifetime_count as usize {
             profile.lifetime.push((
                 crate::events::EventNameId(lifetime_names[index]),
-                crate::events::Lifetime { count: counts[index], first_ms: firsts[index], last_ms: lasts[index] },
+                crate::events::Lifetime {
+                    count: counts[index],
+                    first_ms: firsts[index],
+                    last_ms: lasts[index],
+                },
             ));
         }
         next_lifetime += *lifetime_count as usize;
@@ -1301,5 +1345,6 @@ fn decode_events(bytes: &[u8], retention_ms: i64, profiles: usize) -> Result<Eve
     let mut name_tables = name_tables.into_iter();
     let event_names = name_tables.next().unwrap_or_default();
     let property_names = name_tables.next().unwrap_or_default();
-    EventStore::from_parts(retention_ms, event_names, property_names, profile_table).map_err(damaged)
+    EventStore::from_parts(retention_ms, event_names, property_names, profile_table)
+        .map_err(damaged)
 }

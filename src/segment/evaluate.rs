@@ -374,12 +374,18 @@ pub fn timer_candidates(condition: &Condition, shard: &Shard) -> RoaringBitmap {
 pub fn recency_edges(recency: Recency, span_ms: i64, time: i64) -> [Option<i64>; 2] {
     match recency {
         // now-span <= t <= now  ⟺  t <= now <= t+span
-        Recency::WithinLast => [Some(time), Some(time.saturating_add(span_ms).saturating_add(1))],
+        Recency::WithinLast => [
+            Some(time),
+            Some(time.saturating_add(span_ms).saturating_add(1)),
+        ],
         // t < now-span  ⟺  now >= t+span+1
         Recency::MoreThanAgo => [Some(time.saturating_add(span_ms).saturating_add(1)), None],
         // t > now-span  ⟺  now <= t+span-1
         Recency::LessThanAgo => [Some(time.saturating_add(span_ms)), None],
         // now <= t <= now+span  ⟺  t-span <= now <= t
-        Recency::WithinNext => [Some(time.saturating_sub(span_ms)), Some(time.saturating_add(1))],
+        Recency::WithinNext => [
+            Some(time.saturating_sub(span_ms)),
+            Some(time.saturating_add(1)),
+        ],
     }
 }

@@ -129,7 +129,9 @@ impl TimerQueue {
 
     /// Every pending (local id, segment id, due time), for snapshots.
     pub fn entries(&self) -> impl Iterator<Item = (u32, u32, i64)> + '_ {
-        self.queue.iter().map(|(due, local, segment)| (*local, *segment, *due))
+        self.queue
+            .iter()
+            .map(|(due, local, segment)| (*local, *segment, *due))
     }
 
     pub fn memory_bytes(&self) -> usize {
