@@ -319,3 +319,52 @@ async fn graceful_shutdown_ends_streams_and_stops() {
         .await
         .is_err());
 }
+
+/// Measures "event accepted → change on the SSE stream": each round POSTs an identify
+/// that flips the profile in or out of a segment and waits for the change event. Run with
+/// `cargo test --release --test http_socket -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, prints latency percentiles"]
+async fn measure_event_to_sse_latency() {
+    let server = start(ServiceOptions::default()).await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    let client = client();
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let rounds = 2_000;
+    let mut latencies_us = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let plan = if round % 2 == 0 { "pro" } else { "free" };
+        let message = json!({"userId": "latency-user", "traits": {"plan": plan}});
+        let started = std::time::Instant::now();
+        let answer = client
+            .request(
+                Request::post(format!("http://{}/v1/identify", server.address))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(message.to_string())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let ids = read_ids(&mut body, 1).await;
+        assert_eq!(ids, vec![round as u64 + 1]);
+        latencies_us.push(started.elapsed().as_micros() as u64);
+    }
+    latencies_us.sort_unstable();
+    let at = |quantile: f64| latencies_us[((rounds as f64 * quantile) as usize).min(rounds - 1)];
+    println!(
+        "identify POST -> SSE event, {rounds} rounds: p50 {} us, p99 {} us, max {} us",
+        at(0.5),
+        at(0.99),
+        latencies_us[rounds - 1]
+    );
+}
