@@ -27,12 +27,20 @@ struct Server {
 }
 
 async fn start(options: ServiceOptions) -> Server {
+    start_with(
+        options,
+        EngineOptions {
+            shards: 2,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+}
+
+async fn start_with(options: ServiceOptions, engine_options: EngineOptions) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let engine = Arc::new(Engine::new(EngineOptions {
-        shards: 2,
-        ..EngineOptions::default()
-    }));
+    let engine = Arc::new(Engine::new(engine_options));
     let state = ServiceState::new(engine, options);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(segd::http::serve(listener, state.clone(), async move {
@@ -273,6 +281,107 @@ async fn webhooks_deliver_signed_batches_and_retry_failures() {
     .unwrap();
     assert!(text.contains("segd_webhook_failures_total 1"), "{text}");
     assert!(text.contains("segd_webhook_deliveries_total 1"), "{text}");
+}
+
+#[tokio::test]
+async fn webhook_that_falls_behind_retention_says_so_and_resumes() {
+    // The receiver fails until told to accept.
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sender, mut received) = mpsc::channel::<Value>(16);
+    let receiver = {
+        let accept = accept.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: Bytes| {
+                let sender = sender.clone();
+                let accept = accept.clone();
+                async move {
+                    if !accept.load(Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let _ = sender.send(serde_json::from_slice(&body).unwrap()).await;
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_address = receiver_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
+    let server = start_with(
+        ServiceOptions {
+            webhooks: WebhookOptions {
+                retry_initial_ms: 10,
+                retry_max_ms: 20,
+                ..WebhookOptions::default()
+            },
+            ..ServiceOptions::default()
+        },
+        EngineOptions {
+            shards: 2,
+            change_log: segd::changes::ChangeLogOptions {
+                retention_count: 2,
+                ..segd::changes::ChangeLogOptions::default()
+            },
+            ..EngineOptions::default()
+        },
+    )
+    .await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    let client = client();
+    let register = json!({"url": format!("http://{receiver_address}/hook")});
+    let response = client
+        .request(
+            Request::post(format!("http://{}/v1/webhooks", server.address))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(register.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Change 1 is picked up and fails; changes 2..5 push 1..3 out of retention.
+    set_plan(&engine, "u1", "pro");
+    // Wait until the worker holds change 1 and has failed to deliver it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server
+        .state
+        .metrics
+        .webhook_failures
+        .load(Ordering::Relaxed)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no delivery attempt");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for user in ["u2", "u3", "u4", "u5"] {
+        set_plan(&engine, user, "pro");
+    }
+    accept.store(true, Ordering::SeqCst);
+    let mut sequences = Vec::new();
+    while !sequences.contains(&5) {
+        let payload = timeout(Duration::from_secs(5), received.recv())
+            .await
+            .expect("delivered within 5 s")
+            .unwrap();
+        for change in payload["changes"].as_array().unwrap() {
+            sequences.push(change["sequence"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        sequences,
+        vec![1, 4, 5],
+        "the batch in hand, then what retention kept"
+    );
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .webhook_fell_behind
+            .load(Ordering::Relaxed),
+        1
+    );
 }
 
 #[tokio::test]
