@@ -1540,3 +1540,86 @@ async fn no_input_yields_a_server_error() {
         assert!(statuses.contains_key(&status), "{statuses:?}");
     }
 }
+
+#[tokio::test]
+async fn stream_webhook_and_batch_limits() {
+    let (_, router) = service(
+        ServiceOptions {
+            limits: Limits {
+                max_sse_streams: 1,
+                ..Limits::default()
+            },
+            ..ServiceOptions::default()
+        },
+        engine_options(),
+    );
+    // One stream open (its body kept alive), the next is refused.
+    let first = router
+        .clone()
+        .oneshot(request(Method::GET, "/v1/changes/stream", None, None))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let answer = call(
+        &router,
+        request(Method::GET, "/v1/changes/stream", None, None),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "overloaded");
+    drop(first);
+    let again = router
+        .clone()
+        .oneshot(request(Method::GET, "/v1/changes/stream", None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the slot is free once the stream ends"
+    );
+
+    let webhook = |url: String| {
+        let router = router.clone();
+        async move {
+            call(
+                &router,
+                request(
+                    Method::POST,
+                    "/v1/webhooks",
+                    None,
+                    Some(json!({"url": url})),
+                ),
+            )
+            .await
+        }
+    };
+    let long = format!(
+        "http://127.0.0.1:9/{}",
+        "a".repeat(segd::http::webhooks::MAX_URL_BYTES)
+    );
+    assert_eq!(webhook(long).await.json["error"]["path"], "url");
+    for index in 0..segd::http::webhooks::MAX_WEBHOOKS {
+        let answer = webhook(format!("http://127.0.0.1:9/{index}")).await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+    }
+    let answer = webhook("http://127.0.0.1:9/one-too-many".into()).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(answer.code(), "too_many_webhooks");
+
+    let batch: Vec<Value> = (0..=segd::ingest::MAX_BATCH_MESSAGES)
+        .map(|index| json!({"type": "identify", "userId": format!("b{index}")}))
+        .collect();
+    let answer = call(
+        &router,
+        request(
+            Method::POST,
+            "/v1/batch",
+            None,
+            Some(json!({"batch": batch})),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["error"]["path"], "batch");
+}
