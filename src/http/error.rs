@@ -128,6 +128,20 @@ fn rule_position(message: &str) -> Option<(u64, u64)> {
     Some((line.trim().parse().ok()?, column.trim().parse().ok()?))
 }
 
+impl From<MessageError> for ApiError {
+    fn from(error: MessageError) -> ApiError {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_message",
+            error.to_string(),
+        )
+        .with("path", error.path)
+    }
+}
+
+/// Handler result.
+pub type ApiResult<T> = Result<T, ApiError>;
+
 #[cfg(test)]
 mod tests {
     use super::rule_position;
@@ -142,17 +156,3 @@ mod tests {
         assert_eq!(rule_position("line x, column 1: y"), None);
     }
 }
-
-impl From<MessageError> for ApiError {
-    fn from(error: MessageError) -> ApiError {
-        ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_message",
-            error.to_string(),
-        )
-        .with("path", error.path)
-    }
-}
-
-/// Handler result.
-pub type ApiResult<T> = Result<T, ApiError>;
