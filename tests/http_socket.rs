@@ -407,8 +407,23 @@ async fn graceful_shutdown_ends_streams_and_stops() {
         .unwrap();
     assert_eq!(healthz.status(), StatusCode::OK);
     drop(healthz);
+    // A long-poll waiting for up to 20 s.
+    let poll = tokio::spawn(
+        client.request(
+            get(server.address, "/v1/changes?wait_ms=20000")
+                .body(Full::default())
+                .unwrap(),
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop.take().unwrap().send(()).unwrap();
-    // The open stream ends, then the server returns.
+    // The poll is answered at once, the open stream ends, then the server returns.
+    let polled = timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("long-poll answered during shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(polled.status(), StatusCode::OK);
     let ended = timeout(Duration::from_secs(5), async {
         while let Some(frame) = body.frame().await {
             if frame.is_err() {
