@@ -713,7 +713,6 @@ async fn segment_bodies_are_checked() {
 }
 
 #[tokio::test]
-#[ignore = "needs parser branch"]
 async fn text_rules_create_segments() {
     let (_, router) = populated().await;
     let answer = admin(

@@ -8,7 +8,7 @@ use crate::engine::Engine;
 use crate::http::body::{JsonBody, PathParams};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::segments::resolve_segment;
-use crate::http::{blocking, AppState};
+use crate::http::{blocking, blocking_write, AppState};
 use crate::ids::SegmentId;
 use axum::extract::State;
 use axum::Json;
@@ -170,7 +170,7 @@ pub async fn erase(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    let changes = blocking(&state, move |engine| engine.erase_profile(&profile)).await??;
+    let changes = blocking_write(&state, move |writer| writer.erase_profile(&profile)).await??;
     Ok(Json(json!({
         "erased": true,
         "segments_left": changes.iter().map(|change| change.segment).collect::<Vec<_>>(),
