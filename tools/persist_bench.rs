@@ -98,6 +98,17 @@ fn main() {
             started.elapsed().as_secs_f64(),
             database.engine().profile_count()
         );
+        for _ in 0..2 {
+            let report = database
+                .snapshot_now()
+                .unwrap_or_else(|e| fail("snapshot", e));
+            println!(
+                "snapshot write: {:.3} s total, ingest paused {:.3} s, {:.1} MiB",
+                report.total.as_secs_f64(),
+                report.pause.as_secs_f64(),
+                report.bytes as f64 / (1 << 20) as f64
+            );
+        }
         return;
     }
     let dir = PathBuf::from(args.next().unwrap_or_else(|| {
