@@ -4,8 +4,12 @@
 pub mod bulk;
 pub mod changes;
 pub mod clock;
+pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod events;
+pub mod explain;
+pub mod http;
 pub mod ids;
 pub mod index;
 pub mod ingest;

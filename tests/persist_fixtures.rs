@@ -73,6 +73,26 @@ fn generate_fixture() {
             rule(json!({"kind": "compare", "trait": "score", "op": ">=", "value": 1000})),
         )
         .unwrap();
+    // Since version 2: events (with properties, one beyond retention) and extra
+    // identifiers from an alias between two known users.
+    let events: Vec<Value> = (0..50)
+        .map(|index| json!({"type": "track", "userId": format!("u{index}"), "event": "order_completed",
+            "timestamp": "2025-06-10T00:00:00Z", "properties": {"amount": index, "sku": format!("s{index}"), "tags": ["x"]}}))
+        .chain(std::iter::once(json!({"type": "track", "userId": "u1", "event": "order_completed", "timestamp": "2024-01-01T00:00:00Z"})))
+        .chain(std::iter::once(json!({"type": "alias", "userId": "u20", "previousId": "u21"})))
+        .collect();
+    database
+        .apply_batch(parse_batch(&json!({ "batch": events })).unwrap())
+        .unwrap();
+    database
+        .create_segment(
+            "buyers",
+            "",
+            Some(RuleInput::Text(
+                r#"did "order_completed" where amount >= 10 in last 30 days"#.into(),
+            )),
+        )
+        .unwrap();
     let picked = database.create_segment("picked", "", None).unwrap();
     database
         .edit_static(picked.id, StaticEdit::Add, &["u1".into(), "u2".into()])
@@ -105,9 +125,19 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn version_1_fixture_loads_with_its_contents() {
-    let fixture = fixture_dir(1);
+    check_fixture(1);
+}
+
+/// Version 2 adds the event store and extra identifiers to shard files.
+#[test]
+fn version_2_fixture_loads_with_its_contents() {
+    check_fixture(2);
+}
+
+fn check_fixture(version: u32) {
+    let fixture = fixture_dir(version);
     assert!(inspect(&fixture).unwrap().is_healthy());
-    let dir = std::env::temp_dir().join(format!("segd-fixture-v1-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("segd-fixture-v{version}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     copy_dir(&fixture, &dir);
     let (database, report) = Database::open(options(&dir), ManualClock::new(NOW_MS)).unwrap();
@@ -116,7 +146,9 @@ fn version_1_fixture_loads_with_its_contents() {
     assert_eq!(report.replay_errors, 0, "{report}");
     let engine = database.engine();
     assert_eq!(engine.shard_count(), 1);
-    assert_eq!(engine.profile_count(), PROFILES as u64 + 1 - 2);
+    // Two erased; since version 2 also one merged away by the alias.
+    let merged = u64::from(version >= 2);
+    assert_eq!(engine.profile_count(), PROFILES as u64 + 1 - 2 - merged);
     let traits = engine.traits_of("u4100").unwrap();
     assert_eq!(
         Value::Object(traits),
@@ -136,6 +168,20 @@ fn version_1_fixture_loads_with_its_contents() {
         .apply_batch(parse_batch(&json!({"batch": [{"type": "identify", "userId": "u7", "traits": {"plan": "x"}}, profile(10)]})).unwrap())
         .unwrap();
     assert_eq!((outcome.suppressed, outcome.duplicates), (1, 1));
+    if version >= 2 {
+        let card = engine.profile_card("u1", 10).unwrap();
+        assert_eq!(card.events.len(), 1);
+        assert_eq!(
+            card.events[0].count, 2,
+            "lifetime keeps the event beyond retention"
+        );
+        assert_eq!(card.recent_events.len(), 1);
+        assert_eq!(card.recent_events[0].properties["sku"], json!("s1"));
+        // u10..u49 bought for 10 or more; u21 merged into u20, so one profile fewer.
+        assert_eq!(count("buyers"), 39);
+        // u21 was aliased to u20: both ids reach the same profile.
+        assert_eq!(engine.resolve("u21"), engine.resolve("u20"),);
+    }
     drop(database);
     std::fs::remove_dir_all(&dir).unwrap();
 }

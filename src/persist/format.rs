@@ -12,7 +12,10 @@ use std::fmt;
 /// Snapshot files start with these bytes.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SEGDSNAP";
 /// Current snapshot format version; bump on any layout change (fixtures catch misses).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Oldest snapshot format this build still reads (version 1 lacks the event store and
+/// extra identifiers; they load empty).
+pub const OLDEST_READABLE_SNAPSHOT_VERSION: u32 = 1;
 /// Fixed header bytes before the section table.
 pub const HEADER_BYTES: usize = 32;
 /// Bytes per section table entry.
@@ -439,9 +442,9 @@ impl<'a> Container<'a> {
             return Err(damaged("not a segd snapshot file (bad magic)"));
         }
         let version = header.u32()?;
-        if version != SNAPSHOT_FORMAT_VERSION {
+        if !(OLDEST_READABLE_SNAPSHOT_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&version) {
             return Err(damaged(format!(
-                "format version {version}; this build reads version {SNAPSHOT_FORMAT_VERSION}"
+                "format version {version}; this build reads versions {OLDEST_READABLE_SNAPSHOT_VERSION} to {SNAPSHOT_FORMAT_VERSION}"
             )));
         }
         let kind = header.u32()?;

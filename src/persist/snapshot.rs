@@ -13,6 +13,7 @@
 use crate::changes::ChangeLog;
 use crate::clock::Clock;
 use crate::engine::{Engine, EngineOptions};
+use crate::events::EventStore;
 use crate::ids::{ColumnId, LocalId, ProfileRef, SegmentId, ShardId};
 use crate::index::bsi::BitSlicedIndex;
 use crate::mmap::MappedFile;
@@ -31,7 +32,7 @@ use crate::store::timers::TimerQueue;
 use crate::store::value::TraitType;
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -52,6 +53,10 @@ const SECTION_IDENTITIES: u32 = 2;
 const SECTION_IDENTITY_MAP: u32 = 3;
 const SECTION_MEMBERSHIP: u32 = 4;
 const SECTION_TIMERS: u32 = 5;
+/// Since format version 2: extra userIds and merged identity-trait keys per profile.
+const SECTION_IDENTITY_EXTRA: u32 = 6;
+/// Since format version 2: the shard's event store.
+const SECTION_EVENTS: u32 = 7;
 // 6 is reserved for the event store (`shard.events`) once it lands.
 const SECTION_COLUMN: u32 = 16;
 
@@ -308,6 +313,38 @@ fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> Vec<Section>
         bytes: identities.bytes,
     });
 
+    // Extra identifiers as (count per profile, lengths, bytes) for each of the two lists.
+    let mut extra = Encoder::new();
+    for list in [
+        |identity: &ProfileIdentity| identity.other_user_ids.clone(),
+        |identity: &ProfileIdentity| identity.other_trait_keys.clone(),
+    ] {
+        let mut counts = Vec::with_capacity(shard.identities.len());
+        let mut lengths = Vec::new();
+        let mut bytes = Vec::new();
+        for identity in &shard.identities {
+            let items = list(identity);
+            counts.push(items.len() as u32);
+            for item in &items {
+                lengths.push(item.len() as u32);
+                bytes.extend_from_slice(item.as_bytes());
+            }
+        }
+        extra.u32s(&counts);
+        extra.u32s(&lengths);
+        extra.bytes(&bytes);
+    }
+    sections.push(Section {
+        kind: SECTION_IDENTITY_EXTRA,
+        key: 0,
+        bytes: extra.bytes,
+    });
+    sections.push(Section {
+        kind: SECTION_EVENTS,
+        key: 0,
+        bytes: encode_events(&shard.events),
+    });
+
     let mut map = Encoder::new();
     map.u64(identity_entries.len() as u64);
     for (hash, _) in identity_entries {
@@ -360,12 +397,7 @@ fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> Vec<Section>
     });
 
     let mut timers = Encoder::new();
-    let mut entries: Vec<(u32, u32, i64)> = shard
-        .timers
-        .current
-        .iter()
-        .map(|((local, segment), due)| (*local, *segment, *due))
-        .collect();
+    let mut entries: Vec<(u32, u32, i64)> = shard.timers.entries().collect();
     entries.sort_unstable();
     timers.u32s(&entries.iter().map(|e| e.0).collect::<Vec<_>>());
     timers.u32s(&entries.iter().map(|e| e.1).collect::<Vec<_>>());
@@ -697,7 +729,8 @@ pub fn load_snapshot(
             let mapped = MappedFile::open(&path).map_err(io_at(&path))?;
             let size = mapped.bytes().len() as u64;
             let (shard, entries) =
-                decode_shard(mapped.bytes(), index, &schema).map_err(at(&path))?;
+                decode_shard(mapped.bytes(), index, &schema, options.event_retention_ms)
+                    .map_err(at(&path))?;
             Ok((shard, entries, size))
         })
         .collect();
@@ -811,9 +844,10 @@ fn decode_shard(
     bytes: &[u8],
     index: usize,
     schema: &Schema,
+    event_retention_ms: i64,
 ) -> Result<(Shard, Vec<(u128, u32)>), FormatError> {
     let container = Container::parse(bytes, FileKind::Shard)?;
-    let mut shard = Shard::new(ShardId(index as u16));
+    let mut shard = Shard::new(ShardId(index as u16), event_retention_ms);
 
     let mut meta = Decoder::new(container.find(SECTION_SHARD)?);
     let stored_index = meta.u32()?;
@@ -871,7 +905,42 @@ fn decode_shard(
         shard.identities.push(ProfileIdentity {
             user_id,
             anonymous_ids,
+            ..ProfileIdentity::default()
         });
+    }
+    // Version 1 files predate extra identifiers and events: both start empty.
+    if container.version >= 2 {
+        let mut extra = Decoder::new(container.find(SECTION_IDENTITY_EXTRA)?);
+        for which in 0..2 {
+            let counts = extra.u32s()?;
+            let lengths = extra.u32s()?;
+            let bytes = extra.bytes()?;
+            if counts.len() != profiles {
+                return Err(damaged(
+                    "extra identity table does not match the profile count",
+                ));
+            }
+            let mut input = Decoder::new(bytes);
+            let mut lengths = lengths.into_iter();
+            for (identity, count) in shard.identities.iter_mut().zip(counts) {
+                for _ in 0..count {
+                    let length = lengths
+                        .next()
+                        .ok_or_else(|| damaged("extra identifier lengths run out"))?;
+                    let item = text(&mut input, length)?;
+                    if which == 0 {
+                        identity.other_user_ids.push(item);
+                    } else {
+                        identity.other_trait_keys.push(item);
+                    }
+                }
+            }
+        }
+        shard.events = decode_events(
+            container.find(SECTION_EVENTS)?,
+            event_retention_ms,
+            profiles,
+        )?;
     }
 
     let mut map = Decoder::new(container.find(SECTION_IDENTITY_MAP)?);
@@ -935,16 +1004,14 @@ fn decode_shard(
     if timer_locals.len() != timer_segments.len() || timer_locals.len() != timer_dues.len() {
         return Err(damaged("timer arrays differ in length"));
     }
-    let mut current = HashMap::with_capacity(timer_locals.len());
-    let mut heap = Vec::with_capacity(timer_locals.len());
+    let mut queue = TimerQueue::default();
     for ((local, segment), due) in timer_locals.into_iter().zip(timer_segments).zip(timer_dues) {
-        current.insert((local, segment), due);
-        heap.push(std::cmp::Reverse((due, local, segment)));
+        if local as usize >= profiles {
+            return Err(damaged("timer names a profile beyond the shard"));
+        }
+        queue.schedule(LocalId(local), SegmentId(segment), Some(due));
     }
-    shard.timers = TimerQueue {
-        heap: BinaryHeap::from(heap),
-        current,
-    };
+    shard.timers = queue;
 
     for entry in container
         .entries
@@ -1132,4 +1199,169 @@ fn decode_column(bytes: &[u8], profiles: usize) -> Result<Column, FormatError> {
         return Err(damaged("trailing bytes after the column"));
     }
     Ok(Column { present, data })
+}
+
+/// The event store as bulk arrays: names, per-profile counts, then every profile's
+/// events, property arenas and lifetime aggregates concatenated in profile order.
+fn encode_events(store: &EventStore) -> Vec<u8> {
+    let mut out = Encoder::new();
+    for names in [&store.name_list, &store.property_list] {
+        out.u32s(
+            &names
+                .iter()
+                .map(|name| name.len() as u32)
+                .collect::<Vec<_>>(),
+        );
+        out.bytes(
+            &names
+                .iter()
+                .flat_map(|name| name.bytes())
+                .collect::<Vec<_>>(),
+        );
+    }
+    let mut event_counts = Vec::with_capacity(store.profiles.len());
+    let mut lifetime_counts = Vec::with_capacity(store.profiles.len());
+    let mut arena_lengths = Vec::with_capacity(store.profiles.len());
+    let (mut times, mut names, mut starts, mut lengths) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut arenas = Vec::new();
+    let (mut lifetime_names, mut counts, mut firsts, mut lasts) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for profile in &store.profiles {
+        let Some(profile) = profile else {
+            event_counts.push(u32::MAX);
+            lifetime_counts.push(0);
+            arena_lengths.push(0);
+            continue;
+        };
+        event_counts.push(profile.events.len() as u32);
+        lifetime_counts.push(profile.lifetime.len() as u32);
+        arena_lengths.push(profile.properties.len() as u32);
+        for event in &profile.events {
+            times.push(event.time_ms);
+            names.push(event.name.0);
+            starts.push(event.properties_start);
+            lengths.push(event.properties_len);
+        }
+        arenas.extend_from_slice(&profile.properties);
+        for (name, lifetime) in &profile.lifetime {
+            lifetime_names.push(name.0);
+            counts.push(lifetime.count);
+            firsts.push(lifetime.first_ms);
+            lasts.push(lifetime.last_ms);
+        }
+    }
+    out.u32s(&event_counts);
+    out.u32s(&lifetime_counts);
+    out.u32s(&arena_lengths);
+    out.i64s(&times);
+    out.u32s(&names);
+    out.u32s(&starts);
+    out.u32s(&lengths);
+    out.bytes(&arenas);
+    out.u32s(&lifetime_names);
+    out.u64s(&counts);
+    out.i64s(&firsts);
+    out.i64s(&lasts);
+    out.bytes
+}
+
+fn decode_events(
+    bytes: &[u8],
+    retention_ms: i64,
+    profiles: usize,
+) -> Result<EventStore, FormatError> {
+    let mut input = Decoder::new(bytes);
+    let mut name_tables = Vec::with_capacity(2);
+    for _ in 0..2 {
+        let lengths = input.u32s()?;
+        let mut text = Decoder::new(input.bytes()?);
+        let mut names = Vec::with_capacity(lengths.len());
+        for length in lengths {
+            let raw = text.take(length as usize)?;
+            let name = std::str::from_utf8(raw).map_err(|_| damaged("event name is not UTF-8"))?;
+            names.push(Box::<str>::from(name));
+        }
+        name_tables.push(names);
+    }
+    let event_counts = input.u32s()?;
+    let lifetime_counts = input.u32s()?;
+    let arena_lengths = input.u32s()?;
+    let times = input.i64s()?;
+    let names = input.u32s()?;
+    let starts = input.u32s()?;
+    let lengths = input.u32s()?;
+    let mut arenas = Decoder::new(input.bytes()?);
+    let lifetime_names = input.u32s()?;
+    let counts = input.u64s()?;
+    let firsts = input.i64s()?;
+    let lasts = input.i64s()?;
+    // The per-profile tables must cover at most the shard's profiles, and the flat
+    // arrays must be exactly as long as the counts say, before anything is indexed.
+    if event_counts.len() > profiles
+        || lifetime_counts.len() != event_counts.len()
+        || arena_lengths.len() != event_counts.len()
+    {
+        return Err(damaged("event tables do not match the profile count"));
+    }
+    let total_events: u64 = event_counts
+        .iter()
+        .filter(|c| **c != u32::MAX)
+        .map(|c| u64::from(*c))
+        .sum();
+    let total_lifetimes: u64 = lifetime_counts.iter().map(|c| u64::from(*c)).sum();
+    if [times.len(), names.len(), starts.len(), lengths.len()]
+        .iter()
+        .any(|l| *l as u64 != total_events)
+        || [
+            lifetime_names.len(),
+            counts.len(),
+            firsts.len(),
+            lasts.len(),
+        ]
+        .iter()
+        .any(|l| *l as u64 != total_lifetimes)
+    {
+        return Err(damaged("event arrays do not match their counts"));
+    }
+    let mut profile_table = Vec::with_capacity(event_counts.len());
+    let (mut next_event, mut next_lifetime) = (0usize, 0usize);
+    for ((event_count, lifetime_count), arena_length) in event_counts
+        .iter()
+        .zip(&lifetime_counts)
+        .zip(&arena_lengths)
+    {
+        if *event_count == u32::MAX {
+            profile_table.push(None);
+            continue;
+        }
+        let mut profile = crate::events::ProfileEvents::default();
+        for index in next_event..next_event + *event_count as usize {
+            profile.events.push(crate::events::StoredEvent {
+                time_ms: times[index],
+                name: crate::events::EventNameId(names[index]),
+                properties_start: starts[index],
+                properties_len: lengths[index],
+            });
+        }
+        next_event += *event_count as usize;
+        profile.properties = arenas.take(*arena_length as usize)?.to_vec();
+        for index in next_lifetime..next_lifetime + *lifetime_count as usize {
+            profile.lifetime.push((
+                crate::events::EventNameId(lifetime_names[index]),
+                crate::events::Lifetime {
+                    count: counts[index],
+                    first_ms: firsts[index],
+                    last_ms: lasts[index],
+                },
+            ));
+        }
+        next_lifetime += *lifetime_count as usize;
+        profile_table.push(Some(Box::new(profile)));
+    }
+    let mut name_tables = name_tables.into_iter();
+    let event_names = name_tables.next().unwrap_or_default();
+    let property_names = name_tables.next().unwrap_or_default();
+    EventStore::from_parts(retention_ms, event_names, property_names, profile_table)
+        .map_err(damaged)
 }
