@@ -137,6 +137,7 @@ fn main() {
         None,
         Some(FsyncPolicy::IntervalMs(10)),
         Some(FsyncPolicy::Always),
+        Some(FsyncPolicy::Never),
     ];
     let mut best = [0.0f64; 4];
     for _round in 0..3 {
