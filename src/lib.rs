@@ -7,6 +7,7 @@ pub mod clock;
 pub mod demo;
 pub mod engine;
 pub mod ids;
+pub mod import;
 pub mod index;
 pub mod ingest;
 pub mod segment;
