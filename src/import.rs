@@ -33,7 +33,7 @@
 //! partitioned by profile so each profile's messages keep their file order.
 
 use crate::engine::{identity_hash, Engine, EngineError};
-use crate::ids::{ColumnId, LocalId, ProfileRef, ShardId};
+use crate::ids::{ColumnId, ProfileRef, ShardId};
 use crate::ingest::{parse_batch, parse_message, Message};
 use crate::store::schema::MAX_COLUMNS;
 use crate::store::value::{
@@ -43,6 +43,7 @@ use crate::store::value::{
 use rayon::prelude::*;
 use serde::Serialize;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -115,7 +116,11 @@ pub struct ImportSummary {
     pub rejected: u64,
     /// The first [`MAX_REJECTED_EXAMPLES`] rejected rows.
     pub rejected_examples: Vec<RejectedRow>,
-    /// Time for the final segment evaluation.
+    /// Wall time spent reading, parsing, and writing shards (stages 1-3), and in the
+    /// final segment evaluation (stage 4).
+    pub read_ms: u64,
+    pub parse_ms: u64,
+    pub apply_ms: u64,
     pub evaluate_ms: u64,
     pub elapsed_ms: u64,
     /// Rows per second over the whole import, evaluation included.
@@ -243,7 +248,7 @@ impl ChunkReader {
         bytes.truncate(filled);
         self.bytes_read += (filled - start) as u64;
         if !self.done {
-            match bytes.iter().rposition(|&byte| byte == b'\n') {
+            match memchr::memrchr(b'\n', &bytes) {
                 Some(last) => self.carry = bytes.split_off(last + 1),
                 None => {
                     return Err(ImportError::LineTooLong {
@@ -256,23 +261,39 @@ impl ChunkReader {
             return Ok(None);
         }
         let first_line = self.next_line;
-        self.next_line += bytes.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        self.next_line += count_newlines(&bytes);
         if bytes.last() != Some(&b'\n') {
             self.next_line += 1;
-        }
-        if let Some(long) = longest_line(&bytes, first_line) {
-            return Err(ImportError::LineTooLong { line: long });
         }
         Ok(Some(RawChunk { first_line, bytes }))
     }
 }
 
-/// The first line longer than [`MAX_LINE_BYTES`], if any.
-fn longest_line(bytes: &[u8], first_line: u64) -> Option<u64> {
-    bytes
-        .split(|&byte| byte == b'\n')
-        .position(|line| line.len() > MAX_LINE_BYTES)
-        .map(|position| first_line + position as u64)
+/// The lines of `bytes` (split at `\n`; a trailing newline ends the last line).
+fn lines(bytes: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', bytes);
+    std::iter::from_fn(move || {
+        if start > bytes.len() {
+            return None;
+        }
+        match ends.next() {
+            Some(end) => {
+                let line = &bytes[start..end];
+                start = end + 1;
+                Some(line)
+            }
+            None => {
+                let line = &bytes[start..];
+                start = bytes.len() + 1;
+                Some(line)
+            }
+        }
+    })
+}
+
+fn count_newlines(bytes: &[u8]) -> u64 {
+    memchr::memchr_iter(b'\n', bytes).count() as u64
 }
 
 /// Splits a chunk into about `pieces` runs of whole lines, each with its first line
@@ -285,12 +306,12 @@ fn split_lines(chunk: &RawChunk, pieces: usize) -> Vec<(u64, &[u8])> {
     let mut line = chunk.first_line;
     while start < bytes.len() {
         let mut end = (start + target).min(bytes.len());
-        while end < bytes.len() && bytes[end - 1] != b'\n' {
-            end += 1;
+        if end < bytes.len() && bytes[end - 1] != b'\n' {
+            end = memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len(), |at| end + at + 1);
         }
         let piece = &bytes[start..end];
         out.push((line, piece));
-        line += piece.iter().filter(|&&byte| byte == b'\n').count() as u64;
+        line += count_newlines(piece);
         start = end;
     }
     out
@@ -336,42 +357,68 @@ impl CsvLayout {
     }
 }
 
-/// A profile row, typed and ready to write.
+/// One trait cell, typed. Strings borrow the chunk's bytes until they are written, so
+/// parsing allocates nothing per string cell.
 #[derive(Clone, Debug)]
-struct ParsedRow {
-    line: u64,
-    user_id: Option<Box<str>>,
-    anonymous_id: Option<Box<str>>,
-    /// (trait position in the layout's trait columns, value in the store's type).
-    values: Vec<(u16, TraitValue)>,
+enum Cell<'a> {
+    Text(Cow<'a, str>),
+    Value(TraitValue),
 }
 
-impl ParsedRow {
-    /// The identity keys naming this profile, primary first.
-    fn keys(&self, layout: &CsvLayout) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .user_id
-            .iter()
-            .map(|id| format!("u:{id}"))
-            .chain(self.anonymous_id.iter().map(|id| format!("a:{id}")))
-            .collect();
+impl Cell<'_> {
+    fn to_json(&self) -> Value {
+        match self {
+            Cell::Text(text) => Value::String(text.to_string()),
+            Cell::Value(value) => value.to_json(),
+        }
+    }
+}
+
+/// A profile row, typed and ready to write.
+#[derive(Clone, Debug)]
+struct ParsedRow<'a> {
+    line: u64,
+    user_id: Option<Cow<'a, str>>,
+    anonymous_id: Option<Cow<'a, str>>,
+    /// (trait position in the layout's trait columns, value in the store's type).
+    values: Vec<(u16, Cell<'a>)>,
+}
+
+impl ParsedRow<'_> {
+    /// Calls `visit` with each identity key naming this profile, primary first
+    /// (`u:<userId>`, `a:<anonymousId>`, `t:<trait>:<value>`), built in one buffer.
+    fn for_each_key(&self, layout: &CsvLayout, buffer: &mut String, mut visit: impl FnMut(&str)) {
+        let mut emit = |parts: &[&str]| {
+            buffer.clear();
+            for part in parts {
+                buffer.push_str(part);
+            }
+            visit(buffer);
+        };
+        if let Some(user_id) = &self.user_id {
+            emit(&["u:", user_id]);
+        }
+        if let Some(anonymous_id) = &self.anonymous_id {
+            emit(&["a:", anonymous_id]);
+        }
         for (position, name) in &layout.identity_traits {
             let value = self
                 .values
                 .iter()
                 .find(|(at, _)| usize::from(*at) == *position);
-            if let Some((_, TraitValue::String(text))) = value {
-                keys.push(format!("t:{name}:{text}"));
+            if let Some((_, Cell::Text(text))) = value {
+                emit(&["t:", name, ":", text]);
             }
         }
-        keys
     }
 }
 
 /// Rows of one piece, grouped by owning shard, plus its rejects.
-struct ParsedPiece {
-    by_shard: Vec<Vec<ParsedRow>>,
+struct ParsedPiece<'a> {
+    by_shard: Vec<Vec<ParsedRow<'a>>>,
     rejected: Vec<RejectedRow>,
+    /// The first line longer than [`MAX_LINE_BYTES`] (the import stops there).
+    too_long: Option<u64>,
 }
 
 fn reject(line: u64, code: &'static str, reason: impl Into<String>) -> RejectedRow {
@@ -502,7 +549,11 @@ fn clip(text: &str) -> String {
     text.chars().take(64).collect()
 }
 
-fn check_identifier(line: u64, what: &str, cell: &str) -> Result<Option<Box<str>>, RejectedRow> {
+fn check_identifier<'a>(
+    line: u64,
+    what: &str,
+    cell: Cow<'a, str>,
+) -> Result<Option<Cow<'a, str>>, RejectedRow> {
     if cell.is_empty() {
         return Ok(None);
     }
@@ -516,13 +567,17 @@ fn check_identifier(line: u64, what: &str, cell: &str) -> Result<Option<Box<str>
             ),
         ));
     }
-    Ok(Some(cell.into()))
+    Ok(Some(cell))
 }
 
 /// Parses one line into a row (or says why not).
-fn parse_row(layout: &CsvLayout, line_number: u64, line: &str) -> Result<ParsedRow, RejectedRow> {
-    let mut local_cells = Vec::with_capacity(layout.columns.len());
-    if split_cells(line, &mut local_cells).is_err() {
+fn parse_row<'a>(
+    layout: &CsvLayout,
+    line_number: u64,
+    line: &'a str,
+    local_cells: &mut Vec<Cow<'a, str>>,
+) -> Result<ParsedRow<'a>, RejectedRow> {
+    if split_cells(line, local_cells).is_err() {
         return Err(reject(
             line_number,
             "csv_bad_quoting",
@@ -547,7 +602,7 @@ fn parse_row(layout: &CsvLayout, line_number: u64, line: &str) -> Result<ParsedR
         values: Vec::with_capacity(local_cells.len()),
     };
     let mut trait_position = 0u16;
-    for (column, cell) in layout.columns.iter().zip(local_cells.iter()) {
+    for (column, cell) in layout.columns.iter().zip(local_cells.drain(..)) {
         match column {
             CsvColumn::UserId => row.user_id = check_identifier(line_number, "user_id", cell)?,
             CsvColumn::AnonymousId => {
@@ -559,8 +614,20 @@ fn parse_row(layout: &CsvLayout, line_number: u64, line: &str) -> Result<ParsedR
                 stored,
                 ..
             } => {
-                if !cell.is_empty() {
-                    let value = parse_cell(name, *declared, cell)
+                if *declared == TraitType::String && !cell.is_empty() {
+                    if cell.len() > MAX_STRING_BYTES {
+                        return Err(reject(
+                            line_number,
+                            "invalid_trait",
+                            format!(
+                                "`{name}` is {} bytes; the limit is {MAX_STRING_BYTES}",
+                                cell.len()
+                            ),
+                        ));
+                    }
+                    row.values.push((trait_position, Cell::Text(cell)));
+                } else if !cell.is_empty() {
+                    let value = parse_cell(name, *declared, &cell)
                         .map_err(|reason| reject(line_number, "invalid_trait", reason))?;
                     let value = if declared == stored {
                         value
@@ -569,7 +636,7 @@ fn parse_row(layout: &CsvLayout, line_number: u64, line: &str) -> Result<ParsedR
                             reject(line_number, "invalid_trait", error.to_string())
                         })?
                     };
-                    row.values.push((trait_position, value));
+                    row.values.push((trait_position, Cell::Value(value)));
                 }
                 trait_position += 1;
             }
@@ -585,29 +652,50 @@ fn parse_row(layout: &CsvLayout, line_number: u64, line: &str) -> Result<ParsedR
     Ok(row)
 }
 
-fn shard_of(row: &ParsedRow, shards: usize) -> usize {
-    (xxhash_rust::xxh3::xxh3_64(primary_key(row).as_bytes()) % shards as u64) as usize
-}
-
-/// The key a new profile is placed by (as the engine does: userId, else anonymousId).
-fn primary_key(row: &ParsedRow) -> String {
+/// The shard a new profile goes to: a hash of its primary key, as the engine places
+/// profiles (userId, else anonymousId).
+fn shard_of(row: &ParsedRow<'_>, shards: usize, buffer: &mut String) -> usize {
+    buffer.clear();
     match (&row.user_id, &row.anonymous_id) {
-        (Some(user_id), _) => format!("u:{user_id}"),
-        (None, Some(anonymous_id)) => format!("a:{anonymous_id}"),
-        (None, None) => String::new(),
+        (Some(user_id), _) => {
+            buffer.push_str("u:");
+            buffer.push_str(user_id);
+        }
+        (None, Some(anonymous_id)) => {
+            buffer.push_str("a:");
+            buffer.push_str(anonymous_id);
+        }
+        (None, None) => {}
     }
+    (xxhash_rust::xxh3::xxh3_64(buffer.as_bytes()) % shards as u64) as usize
 }
 
-fn parse_piece(layout: &CsvLayout, shards: usize, first_line: u64, bytes: &[u8]) -> ParsedPiece {
+fn parse_piece<'a>(
+    layout: &CsvLayout,
+    shards: usize,
+    first_line: u64,
+    bytes: &'a [u8],
+) -> ParsedPiece<'a> {
     let mut piece = ParsedPiece {
-        by_shard: (0..shards).map(|_| Vec::new()).collect(),
+        // Rows spread evenly over shards; a little slack avoids regrowing.
+        by_shard: {
+            let per_shard = (count_newlines(bytes) as usize / shards.max(1)) * 9 / 8 + 8;
+            (0..shards).map(|_| Vec::with_capacity(per_shard)).collect()
+        },
         rejected: Vec::new(),
+        too_long: None,
     };
-    for (offset, raw) in bytes.split(|&byte| byte == b'\n').enumerate() {
+    let mut buffer = String::new();
+    let mut cells = Vec::with_capacity(layout.columns.len());
+    for (offset, raw) in lines(bytes).enumerate() {
         let line_number = first_line + offset as u64;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.is_empty() {
             continue;
+        }
+        if raw.len() > MAX_LINE_BYTES {
+            piece.too_long.get_or_insert(line_number);
+            break;
         }
         let Ok(line) = std::str::from_utf8(raw) else {
             piece.rejected.push(reject(
@@ -617,9 +705,9 @@ fn parse_piece(layout: &CsvLayout, shards: usize, first_line: u64, bytes: &[u8])
             ));
             continue;
         };
-        match parse_row(layout, line_number, line) {
+        match parse_row(layout, line_number, line, &mut cells) {
             Ok(row) => {
-                let shard = shard_of(&row, shards);
+                let shard = shard_of(&row, shards, &mut buffer);
                 piece.by_shard[shard].push(row);
             }
             Err(rejected) => piece.rejected.push(rejected),
@@ -632,42 +720,74 @@ fn parse_piece(layout: &CsvLayout, shards: usize, first_line: u64, bytes: &[u8])
 // Stage 3: apply rows to shards.
 
 /// Rows that need the ordinary `identify` path (existing profiles, merges).
-struct Deferred {
-    row: ParsedRow,
+struct Deferred<'a> {
+    row: ParsedRow<'a>,
+}
+
+/// What writing one shard did.
+struct ShardOutcome<'a> {
+    created: u64,
+    suppressed: u64,
+    deferred: Vec<Deferred<'a>>,
 }
 
 /// Writes new profiles of one shard straight into its columns; returns how many were
 /// created and the rows that need the ordinary path.
-fn apply_shard(
+fn apply_shard<'a>(
     engine: &Engine,
     layout: &CsvLayout,
     shard_index: usize,
-    rows: Vec<ParsedRow>,
+    // The shard's rows from each piece, in file order (not concatenated: no copy).
+    row_groups: Vec<Vec<ParsedRow<'a>>>,
     trait_columns: &[(ColumnId, TraitType)],
-) -> (u64, Vec<Deferred>, u64) {
-    let mut created = 0;
-    let mut suppressed = 0;
-    let mut deferred = Vec::new();
+) -> ShardOutcome<'a> {
+    let total_rows: usize = row_groups.iter().map(Vec::len).sum();
+    let mut outcome = ShardOutcome {
+        created: 0,
+        suppressed: 0,
+        deferred: Vec::new(),
+    };
     let mut shard = engine.shards[shard_index].write();
-    for row in rows {
-        let keys = row.keys(layout);
-        if !engine.suppressed.is_empty()
-            && keys
-                .iter()
-                .any(|key| engine.suppressed.contains(key.as_str()))
-        {
-            suppressed += 1;
+    let mut buffer = String::new();
+    let mut hashes: Vec<u128> = Vec::with_capacity(4);
+    // New profiles' values, column by column: each column is then written in one pass
+    // per bitmap (`Column::extend_fresh`) instead of one bitmap insert per value.
+    let mut batches: Vec<Vec<(u32, TraitValue)>> = trait_columns
+        .iter()
+        .map(|(_, stored)| match stored {
+            TraitType::String => Vec::new(),
+            _ => Vec::with_capacity(total_rows),
+        })
+        .collect();
+    let mut text_batches: Vec<Vec<(u32, Cow<'a, str>)>> = trait_columns
+        .iter()
+        .map(|(_, stored)| match stored {
+            TraitType::String => Vec::with_capacity(total_rows),
+            _ => Vec::new(),
+        })
+        .collect();
+    let check_suppressed = !engine.suppressed.is_empty();
+    for mut row in row_groups.into_iter().flatten() {
+        hashes.clear();
+        let mut suppressed = false;
+        let mut bucket_hash = None;
+        row.for_each_key(layout, &mut buffer, |key| {
+            suppressed |= check_suppressed && engine.suppressed.contains(key);
+            bucket_hash.get_or_insert_with(|| xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
+            hashes.push(identity_hash(key));
+        });
+        if suppressed {
+            outcome.suppressed += 1;
             continue;
         }
-        let hashes: Vec<u128> = keys.iter().map(|key| identity_hash(key)).collect();
         if hashes
             .iter()
             .any(|hash| engine.identities.contains_key(hash))
         {
-            deferred.push(Deferred { row });
+            outcome.deferred.push(Deferred { row });
             continue;
         }
-        let local = shard.allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
+        let local = shard.allocate(bucket_hash.unwrap_or_default());
         let profile = ProfileRef {
             shard: ShardId(shard_index as u16),
             local,
@@ -680,39 +800,56 @@ fn apply_shard(
             claimed_elsewhere |= owner != profile;
         }
         let identity = &mut shard.identities[local.0 as usize];
-        identity.user_id = row.user_id.clone();
-        identity.anonymous_ids = row.anonymous_id.iter().cloned().collect();
-        write_values(&mut shard, local, &row.values, trait_columns);
-        created += 1;
+        identity.user_id = row.user_id.as_deref().map(Box::from);
+        identity.anonymous_ids = row
+            .anonymous_id
+            .as_deref()
+            .map(Box::from)
+            .into_iter()
+            .collect();
+        for (position, cell) in std::mem::take(&mut row.values) {
+            match cell {
+                Cell::Text(text) => text_batches[usize::from(position)].push((local.0, text)),
+                Cell::Value(value) => batches[usize::from(position)].push((local.0, value)),
+            }
+        }
+        outcome.created += 1;
         if claimed_elsewhere {
-            deferred.push(Deferred {
-                row: ParsedRow {
-                    values: Vec::new(),
-                    ..row
-                },
-            });
+            outcome.deferred.push(Deferred { row });
         }
     }
-    (created, deferred, suppressed)
-}
-
-fn write_values(
-    shard: &mut crate::store::Shard,
-    local: LocalId,
-    values: &[(u16, TraitValue)],
-    trait_columns: &[(ColumnId, TraitType)],
-) {
-    for (position, value) in values {
-        let (column, stored) = trait_columns[usize::from(*position)];
-        shard.column_mut(column, stored).set(local.0, value);
+    // Reused (freed) local ids can arrive out of order: batches are sorted first.
+    for ((column, stored), (mut batch, texts)) in trait_columns
+        .iter()
+        .zip(batches.into_iter().zip(text_batches))
+    {
+        if !texts.is_empty() {
+            let mut texts: Vec<(u32, &str)> = texts
+                .iter()
+                .map(|(id, text)| (*id, text.as_ref()))
+                .collect();
+            if !texts.is_sorted_by_key(|(id, _)| *id) {
+                texts.sort_unstable_by_key(|(id, _)| *id);
+            }
+            shard
+                .column_mut(*column, *stored)
+                .extend_fresh_strings(&texts);
+        }
+        if !batch.is_empty() {
+            if !batch.is_sorted_by_key(|(id, _)| *id) {
+                batch.sort_unstable_by_key(|(id, _)| *id);
+            }
+            shard.column_mut(*column, *stored).extend_fresh(&batch);
+        }
     }
+    outcome
 }
 
 /// Applies deferred rows through the ordinary path, in file order.
 fn apply_deferred(
     engine: &Engine,
     layout: &CsvLayout,
-    mut deferred: Vec<Deferred>,
+    mut deferred: Vec<Deferred<'_>>,
     summary: &mut ImportSummary,
 ) {
     deferred.sort_by_key(|entry| entry.row.line);
@@ -903,7 +1040,11 @@ pub fn import_csv(
             .unwrap_or_default()
             .to_vec(),
     });
+    let mut read_time = Duration::ZERO;
+    let mut parse_time = Duration::ZERO;
+    let mut apply_time = Duration::ZERO;
     while let Some(current) = chunk.take() {
+        let parse_started = Instant::now();
         let pieces = split_lines(&current, options.threads.max(1) * 4);
         let parsed: Vec<ParsedPiece> = pool.install(|| {
             pieces
@@ -911,7 +1052,10 @@ pub fn import_csv(
                 .map(|(line, bytes)| parse_piece(&layout, shards, *line, bytes))
                 .collect()
         });
-        let mut by_shard: Vec<Vec<ParsedRow>> = (0..shards).map(|_| Vec::new()).collect();
+        if let Some(line) = parsed.iter().filter_map(|piece| piece.too_long).min() {
+            return Err(ImportError::LineTooLong { line });
+        }
+        let mut by_shard: Vec<Vec<Vec<ParsedRow>>> = (0..shards).map(|_| Vec::new()).collect();
         for piece in parsed {
             for rejected in piece.rejected {
                 summary.rows += 1;
@@ -919,10 +1063,12 @@ pub fn import_csv(
             }
             for (shard, rows) in piece.by_shard.into_iter().enumerate() {
                 summary.rows += rows.len() as u64;
-                by_shard[shard].extend(rows);
+                by_shard[shard].push(rows);
             }
         }
-        let applied: Vec<(u64, Vec<Deferred>, u64)> = {
+        parse_time += parse_started.elapsed();
+        let apply_started = Instant::now();
+        let applied: Vec<ShardOutcome> = {
             // Serialize with the engine's own profile creation so a concurrent
             // identify cannot create the same profile twice.
             let _creating = engine.creation.lock();
@@ -935,20 +1081,26 @@ pub fn import_csv(
             })
         };
         let mut deferred = Vec::new();
-        for (created, shard_deferred, suppressed) in applied {
-            summary.profiles_created += created;
-            summary.suppressed += suppressed;
-            deferred.extend(shard_deferred);
+        for outcome in applied {
+            summary.profiles_created += outcome.created;
+            summary.suppressed += outcome.suppressed;
+            deferred.extend(outcome.deferred);
         }
         apply_deferred(engine, &layout, deferred, &mut summary);
+        apply_time += apply_started.elapsed();
         progress(&Progress {
             rows: summary.rows,
             bytes_read: reader.bytes_read,
             total_bytes,
             elapsed_ms: started.elapsed().as_millis() as u64,
         });
+        let read_started = Instant::now();
         chunk = reader.next_chunk()?;
+        read_time += read_started.elapsed();
     }
+    summary.read_ms = read_time.as_millis() as u64;
+    summary.parse_ms = parse_time.as_millis() as u64;
+    summary.apply_ms = apply_time.as_millis() as u64;
     summary.evaluate_ms = evaluate_segments(engine, options.record_changes).as_millis() as u64;
     summary.finish(started);
     Ok(summary)
@@ -982,7 +1134,7 @@ struct LineMessage {
 fn parse_ndjson_piece(first_line: u64, bytes: &[u8]) -> (Vec<LineMessage>, Vec<RejectedRow>) {
     let mut messages = Vec::new();
     let mut rejected = Vec::new();
-    for (offset, raw) in bytes.split(|&byte| byte == b'\n').enumerate() {
+    for (offset, raw) in lines(bytes).enumerate() {
         let line = first_line + offset as u64;
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         if raw.iter().all(u8::is_ascii_whitespace) {
@@ -1389,5 +1541,116 @@ mod tests {
         let again =
             import_ndjson(&engine, &file.0, &ImportOptions::default(), &mut |_| {}).unwrap();
         assert_eq!(again.duplicates, 200);
+    }
+
+    /// `Column::extend_fresh` (the bulk path) must leave a column exactly as the same
+    /// values stored one by one with `Column::set` would: values, presence, indexes.
+    #[test]
+    fn bulk_column_writes_equal_one_by_one_writes() {
+        use crate::segment::ast::CompareOp;
+        use crate::store::column::{Column, Number};
+        use roaring::RoaringBitmap;
+        let count = 6_000u32;
+        let value_of = |trait_type: TraitType, id: u32| -> Option<TraitValue> {
+            if id % 7 == 3 {
+                return None; // absent
+            }
+            Some(match trait_type {
+                // More than DICTIONARY_LIMIT distinct values: converts to the arena form.
+                TraitType::String => TraitValue::String(format!("v{}", id % 5_000)),
+                TraitType::Integer => TraitValue::Integer(i64::from(id % 300) - 20),
+                TraitType::Float => TraitValue::Float(f64::from(id) * 0.37 - 100.0),
+                TraitType::Boolean => TraitValue::Boolean(id % 3 == 0),
+                TraitType::Timestamp => {
+                    TraitValue::Timestamp(1_700_000_000_000 + i64::from(id) * 61_001)
+                }
+                TraitType::List => TraitValue::List(
+                    (0..id % 3)
+                        .map(|item| format!("t{}", (id + item) % 9))
+                        .collect(),
+                ),
+            })
+        };
+        for trait_type in [
+            TraitType::String,
+            TraitType::Integer,
+            TraitType::Float,
+            TraitType::Boolean,
+            TraitType::Timestamp,
+            TraitType::List,
+        ] {
+            let mut one_by_one = Column::new(trait_type);
+            let mut bulk = Column::new(trait_type);
+            let entries: Vec<(u32, TraitValue)> = (0..count)
+                .filter_map(|id| value_of(trait_type, id).map(|value| (id, value)))
+                .collect();
+            for (id, value) in &entries {
+                one_by_one.set(*id, value);
+            }
+            // Two batches, and a third out of order (falls back to `set`).
+            let (first, rest) = entries.split_at(entries.len() / 2);
+            let (second, third) = rest.split_at(rest.len() - 10);
+            bulk.extend_fresh(first);
+            bulk.extend_fresh(second);
+            let mut reversed = third.to_vec();
+            reversed.reverse();
+            bulk.extend_fresh(&reversed);
+            assert_eq!(bulk.present, one_by_one.present, "{trait_type}");
+            for id in 0..count {
+                assert_eq!(bulk.get(id), one_by_one.get(id), "{trait_type} id {id}");
+            }
+            let universe: RoaringBitmap = (0..count).collect();
+            match trait_type {
+                TraitType::Integer | TraitType::Float => {
+                    for op in [CompareOp::Less, CompareOp::Eq, CompareOp::GreaterOrEqual] {
+                        for literal in [
+                            Number::Integer(-5),
+                            Number::Integer(100),
+                            Number::Float(0.5),
+                        ] {
+                            assert_eq!(
+                                bulk.compare_number(op, literal, &universe),
+                                one_by_one.compare_number(op, literal, &universe),
+                                "{trait_type} {op:?} {literal:?}"
+                            );
+                        }
+                    }
+                }
+                TraitType::Timestamp => {
+                    let middle = 1_700_000_000_000 + 3_000 * 61_001;
+                    assert_eq!(
+                        bulk.compare_timestamp(CompareOp::Greater, middle, &universe),
+                        one_by_one.compare_timestamp(CompareOp::Greater, middle, &universe)
+                    );
+                }
+                TraitType::String => assert_eq!(
+                    bulk.strings_equal_any(&["v10", "v4999"], &universe),
+                    one_by_one.strings_equal_any(&["v10", "v4999"], &universe)
+                ),
+                TraitType::Boolean => assert_eq!(
+                    bulk.booleans_equal(true, &universe),
+                    one_by_one.booleans_equal(true, &universe)
+                ),
+                TraitType::List => assert_eq!(
+                    bulk.list_contains_any(&["t1", "t8"], &universe),
+                    one_by_one.list_contains_any(&["t1", "t8"], &universe)
+                ),
+            }
+        }
+        // Low-cardinality strings stay a dictionary; borrowed-text writes agree too.
+        let mut one_by_one = Column::new(TraitType::String);
+        let mut bulk = Column::new(TraitType::String);
+        let texts: Vec<(u32, String)> =
+            (0..count).map(|id| (id, format!("c{}", id % 40))).collect();
+        for (id, text) in &texts {
+            one_by_one.set(*id, &TraitValue::String(text.clone()));
+        }
+        let borrowed: Vec<(u32, &str)> = texts
+            .iter()
+            .map(|(id, text)| (*id, text.as_str()))
+            .collect();
+        bulk.extend_fresh_strings(&borrowed);
+        assert_eq!(bulk.value_counts(), one_by_one.value_counts());
+        assert!(bulk.value_counts().is_some(), "still a dictionary");
     }
 }
