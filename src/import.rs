@@ -1560,7 +1560,7 @@ mod tests {
                 TraitType::String => TraitValue::String(format!("v{}", id % 5_000)),
                 TraitType::Integer => TraitValue::Integer(i64::from(id % 300) - 20),
                 TraitType::Float => TraitValue::Float(f64::from(id) * 0.37 - 100.0),
-                TraitType::Boolean => TraitValue::Boolean(id % 3 == 0),
+                TraitType::Boolean => TraitValue::Boolean(id.is_multiple_of(3)),
                 TraitType::Timestamp => {
                     TraitValue::Timestamp(1_700_000_000_000 + i64::from(id) * 61_001)
                 }
