@@ -38,6 +38,29 @@ const SCAN_RATIO: u64 = 4;
 /// Most distinct values an integer column indexes value by value (see `by_value`).
 const SMALL_VALUE_LIMIT: usize = 256;
 
+/// Hasher for keys that are hashes already (xxh3 of a text): uses them as they are.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PassThroughHasher(u64);
+
+impl std::hash::Hasher for PassThroughHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u64 keys are hashed through `write_u64`; fold anything else.
+        for byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
+}
+
+type PassThroughHash = std::hash::BuildHasherDefault<PassThroughHasher>;
+
 /// A number as written in a rule: compared exactly against integer and float columns.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Number {
@@ -563,14 +586,29 @@ impl Column {
             ColumnData::Dictionary(dictionary) if fresh => {
                 grow(&mut dictionary.codes, last, ABSENT_CODE);
                 let mut per_code: Vec<Vec<u32>> = Vec::new();
+                // Codes by xxh3 of the text, checked against the stored value: much
+                // cheaper per cell than the dictionary's SipHash lookup.
+                let mut codes_by_hash: HashMap<u64, u32, PassThroughHash> = HashMap::default();
                 let mut done = 0;
                 for &(id, text) in entries {
-                    if dictionary.values.len() >= DICTIONARY_LIMIT
-                        && dictionary.code_of(text).is_none()
-                    {
-                        break; // the next new value makes the column an arena
-                    }
-                    let code = dictionary.intern(text);
+                    let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+                    let cached = codes_by_hash
+                        .get(&hash)
+                        .copied()
+                        .filter(|code| &*dictionary.values[*code as usize] == text);
+                    let code = match cached {
+                        Some(code) => code,
+                        None => {
+                            if dictionary.values.len() >= DICTIONARY_LIMIT
+                                && dictionary.code_of(text).is_none()
+                            {
+                                break; // the next new value makes the column an arena
+                            }
+                            let code = dictionary.intern(text);
+                            codes_by_hash.insert(hash, code);
+                            code
+                        }
+                    };
                     dictionary.codes[id as usize] = code as u16;
                     if per_code.len() <= code as usize {
                         per_code.resize_with(code as usize + 1, Vec::new);
