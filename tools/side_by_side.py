@@ -296,20 +296,30 @@ def http_lookups(tools, args, directory):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         base = f"http://{listen}"
-        for _ in range(600):
+        # Ready once the demo data set is loaded (/readyz turns 200).
+        for _ in range(1200):
             try:
-                segments = http_json("GET", base + "/v1/segments")
+                http_json("GET", base + "/readyz")
                 break
             except OSError:
                 if process.poll() is not None:
                     raise Failure("segd serve --demo exited during start-up")
                 time.sleep(0.5)
         else:
-            raise Failure("segd serve --demo did not answer within 5 minutes")
-        listing = segments.get("segments", segments) if isinstance(segments, dict) else segments
-        segment = max(listing, key=lambda s: s.get("count", 0))
+            raise Failure("segd serve --demo was not ready within 10 minutes")
+        segments = http_json("GET", base + "/v1/segments")
+        listing = segments.get("segments", []) if isinstance(segments, dict) else segments
+        listing = [s for s in listing if s.get("count", 0) > 0]
+        if listing:
+            segment = max(listing, key=lambda s: s["count"])
+        else:
+            # No populated demo segment: define one by its JSON AST.
+            segment = http_json("POST", base + "/v1/segments", {
+                "name": "side_by_side_lookup",
+                "rule": {"kind": "compare", "trait": "country", "op": "=", "value": "DE"}})
+        log(f"segd lookups against segment {segment['id']} ({segment.get('count')} members)")
         members, cursor = [], None
-        while len(members) < 100_000:
+        while len(members) < 1_000_000:
             url = f"{base}/v1/segments/{segment['id']}/members?limit=10000"
             if cursor:
                 url += f"&cursor={cursor}"
@@ -318,6 +328,14 @@ def http_lookups(tools, args, directory):
             cursor = page.get("next_cursor")
             if not cursor:
                 break
+        if cursor:
+            raise Failure("the lookup segment has over 1,000,000 members; use a smaller demo")
+        # The same answers over HTTP as in the member listing (Redis is loaded from it).
+        listed = set(members)
+        for index in range(50):
+            profile = f"user-{index}"
+            answer = http_json("GET", f"{base}/v1/segments/{segment['id']}/members/{profile}")
+            check(f"HTTP lookup of {profile}", profile in listed, bool(answer.get("member")))
         output = subprocess.run(
             [tools["segd-load"], "--target", base, "--scenario", "lookup",
              "--segment", str(segment["id"]), "--profiles", str(args.lookup_profiles),
@@ -468,6 +486,8 @@ def main():
     parser.add_argument("--lookups", type=int, default=200_000,
                         help="requests per lookup benchmark")
     parser.add_argument("--lookup-profiles", type=int, default=100_000)
+    parser.add_argument("--segd-binary", help="use this `segd` executable for the HTTP "
+                        "lookups instead of the one built from this checkout")
     parser.add_argument("--benchmarks", default=os.path.join(REPOSITORY, "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print results only")
     args = parser.parse_args()
@@ -476,6 +496,8 @@ def main():
         duckdb = ensure_duckdb()
         ensure_redis()
         tools = build_tools()
+        if args.segd_binary:
+            tools["segd"] = os.path.abspath(args.segd_binary)
         directory = tempfile.mkdtemp(prefix="segd-side-by-side-")
         redis_process, redis = start_redis(directory)
         try:
@@ -484,6 +506,10 @@ def main():
             if segd_has_serve(tools["segd"]):
                 summary, segment, members = http_lookups(tools, args, directory)
                 load_redis_set(redis, "demo_segment", members)
+                for index in range(50):
+                    profile = f"user-{index}"
+                    check(f"Redis lookup of {profile}", profile in set(members),
+                          redis.command("SISMEMBER", "demo_segment", profile) == 1)
                 lookups["segd"] = summary
                 lookups["redis"] = redis_benchmark(args, "demo_segment", members[0])
                 if summary.get("errors", 0) > 0:
