@@ -37,8 +37,8 @@ const LOOKUPS_PER_REPETITION: u64 = 1_000;
 #[command(name = "segd-lab", about = "Times segd workloads on a profile CSV")]
 struct Arguments {
     /// Profile CSV (as written by `segd-gen profiles --format csv`).
-    #[arg(long)]
-    csv: PathBuf,
+    #[arg(long, required_unless_present = "identify_profiles")]
+    csv: Option<PathBuf>,
     /// Timed repetitions per workload (after warm-up); the median is reported.
     #[arg(long, default_value_t = 200)]
     repetitions: usize,
@@ -47,6 +47,12 @@ struct Arguments {
     /// Worker threads for the import (default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Instead of importing the CSV, load this many profiles of the same generator
+    /// (seed 42, every demo trait) through the ordinary per-message `identify` path:
+    /// the reference for the import's speed and for the workloads on a fully typed
+    /// store.
+    #[arg(long)]
+    identify_profiles: Option<u64>,
 }
 
 /// Median, 10th and 90th percentile of timings, keys suffixed with `unit`.
@@ -94,6 +100,16 @@ fn process_cpu_ms() -> u64 {
     ticks * 10
 }
 
+/// Answer and timing of the ad-hoc five-condition count.
+fn five_condition_timing(engine: &Engine, repetitions: usize) -> serde_json::Value {
+    let rule = five_condition_rule();
+    let answer = engine.count_rule(&rule).unwrap_or_default();
+    let timings = time_it(repetitions, || {
+        black_box(engine.count_rule(black_box(&rule)).unwrap_or_default());
+    });
+    json!({"answer": answer, "timing": summarize(timings, "us")})
+}
+
 fn compare(name: &str, value: &str) -> Rule {
     Rule::Compare {
         trait_name: name.into(),
@@ -119,7 +135,35 @@ fn main() -> ExitCode {
         ..ImportOptions::default()
     };
     let cpu_before = process_cpu_ms();
-    let summary = match import_csv(&engine, &arguments.csv, &options, &mut |progress| {
+    if let Some(count) = arguments.identify_profiles {
+        let generator = segd::demo::DemoGenerator::new(42);
+        let report = match segd::bulk::load_demo(&engine, &generator, count, 0, options.threads) {
+            Ok(report) => report,
+            Err(error) => {
+                eprintln!("segd-lab: identify load failed: {error}");
+                return ExitCode::from(1);
+            }
+        };
+        let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+        println!(
+            "{}",
+            json!({
+                "identify_load": {
+                    "profiles": count,
+                    "elapsed_ms": report.elapsed.as_millis() as u64,
+                    "cpu_ms": cpu_ms,
+                    "profiles_per_second": count as f64 / report.elapsed.as_secs_f64().max(1e-9),
+                },
+                "five_condition_count": five_condition_timing(&engine, arguments.repetitions),
+            })
+        );
+        return ExitCode::SUCCESS;
+    }
+    let Some(csv) = &arguments.csv else {
+        eprintln!("segd-lab: --csv is required");
+        return ExitCode::from(2);
+    };
+    let summary = match import_csv(&engine, csv, &options, &mut |progress| {
         eprintln!(
             "segd-lab: imported {} rows ({:.0} %)",
             progress.rows,
