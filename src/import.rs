@@ -154,7 +154,7 @@ pub enum ImportError {
     BadHeader(String),
     #[error("line {line} is longer than {MAX_LINE_BYTES} bytes — is this a CSV/NDJSON file?")]
     LineTooLong { line: u64 },
-    #[error("the file is empty: a CSV import needs at least a header line")]
+    #[error("the file is empty: nothing to import (a CSV needs at least a header line)")]
     Empty,
     #[error("column `{name}` is {declared} in the file but the store holds it as {stored}; convert the column or rename it")]
     TypeConflict {
@@ -178,6 +178,59 @@ impl ImportError {
             ImportError::Engine(error) => error.code(),
         }
     }
+}
+
+/// The two import formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportFormat {
+    Csv,
+    Ndjson,
+}
+
+impl ImportFormat {
+    /// The format of a file: by extension (`.csv`; `.ndjson`, `.jsonl`, `.json`), else
+    /// by its first non-blank byte (`{` means NDJSON).
+    pub fn detect(path: &Path) -> Result<ImportFormat, ImportError> {
+        let extension = path
+            .extension()
+            .and_then(|extension| extension.to_str())
+            .map(str::to_ascii_lowercase);
+        match extension.as_deref() {
+            Some("csv") => return Ok(ImportFormat::Csv),
+            Some("ndjson" | "jsonl" | "json") => return Ok(ImportFormat::Ndjson),
+            _ => {}
+        }
+        let io = |source| ImportError::Io {
+            path: path.display().to_string(),
+            source,
+        };
+        let mut head = [0u8; 4096];
+        let read = std::fs::File::open(path)
+            .and_then(|mut file| file.read(&mut head))
+            .map_err(io)?;
+        match head[..read].iter().find(|byte| !byte.is_ascii_whitespace()) {
+            Some(b'{') => Ok(ImportFormat::Ndjson),
+            Some(_) => Ok(ImportFormat::Csv),
+            None => Err(ImportError::Empty),
+        }
+    }
+}
+
+/// Imports a file in either format (see [`ImportFormat::detect`]): the entry point for
+/// `segd import <file>`.
+pub fn import_path(
+    engine: &Engine,
+    path: &Path,
+    options: &ImportOptions,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(ImportFormat, ImportSummary), ImportError> {
+    let format = ImportFormat::detect(path)?;
+    let summary = match format {
+        ImportFormat::Csv => import_csv(engine, path, options, progress)?,
+        ImportFormat::Ndjson => import_ndjson(engine, path, options, progress)?,
+    };
+    Ok((format, summary))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1200,7 +1253,10 @@ pub fn import_ndjson(
                 .map(|(line, bytes)| parse_ndjson_piece(*line, bytes))
                 .collect()
         });
-        let mut partitions: Vec<Vec<LineMessage>> = (0..threads).map(|_| Vec::new()).collect();
+        // Messages and their line numbers, side by side so message slices go to the
+        // engine without copying.
+        let mut partitions: Vec<(Vec<Message>, Vec<u64>)> =
+            (0..threads).map(|_| (Vec::new(), Vec::new())).collect();
         for (messages, rejected) in parsed {
             for row in rejected {
                 summary.rows += 1;
@@ -1209,13 +1265,14 @@ pub fn import_ndjson(
             for message in messages {
                 summary.rows += 1;
                 let partition = message_partition(&message.message, threads);
-                partitions[partition].push(message);
+                partitions[partition].0.push(message.message);
+                partitions[partition].1.push(message.line);
             }
         }
         let outcomes: Vec<ImportSummary> = pool.install(|| {
             partitions
                 .into_par_iter()
-                .map(|messages| apply_messages(engine, messages))
+                .map(|(messages, lines)| apply_messages(engine, &messages, &lines))
                 .collect()
         });
         for outcome in outcomes {
@@ -1244,26 +1301,25 @@ pub fn import_ndjson(
 
 /// Applies one partition's messages in order: in groups through `apply_batch`, and one by
 /// one when a group has a bad message (so only that message is rejected).
-fn apply_messages(engine: &Engine, messages: Vec<LineMessage>) -> ImportSummary {
+fn apply_messages(engine: &Engine, messages: &[Message], lines: &[u64]) -> ImportSummary {
     let mut outcome = ImportSummary::default();
-    for group in messages.chunks(NDJSON_APPLY_MESSAGES) {
-        let batch: Vec<Message> = group.iter().map(|m| m.message.clone()).collect();
-        match engine.apply_batch(&batch) {
-            Ok(result) => {
-                outcome.applied_individually += result.applied as u64;
-                outcome.duplicates += result.duplicates as u64;
-                outcome.suppressed += result.suppressed as u64;
-            }
+    let count = |result: crate::engine::BatchOutcome, outcome: &mut ImportSummary| {
+        outcome.applied_individually += result.applied as u64;
+        outcome.duplicates += result.duplicates as u64;
+        outcome.suppressed += result.suppressed as u64;
+    };
+    for (group, group_lines) in messages
+        .chunks(NDJSON_APPLY_MESSAGES)
+        .zip(lines.chunks(NDJSON_APPLY_MESSAGES))
+    {
+        match engine.apply_batch(group) {
+            Ok(result) => count(result, &mut outcome),
             Err(_) => {
-                for message in group {
-                    match engine.apply_batch(std::slice::from_ref(&message.message)) {
-                        Ok(result) => {
-                            outcome.applied_individually += result.applied as u64;
-                            outcome.duplicates += result.duplicates as u64;
-                            outcome.suppressed += result.suppressed as u64;
-                        }
+                for (message, line) in group.iter().zip(group_lines) {
+                    match engine.apply_batch(std::slice::from_ref(message)) {
+                        Ok(result) => count(result, &mut outcome),
                         Err(error) => {
-                            outcome.reject(reject(message.line, error.code(), error.to_string()))
+                            outcome.reject(reject(*line, error.code(), error.to_string()))
                         }
                     }
                 }
@@ -1652,5 +1708,45 @@ mod tests {
         bulk.extend_fresh_strings(&borrowed);
         assert_eq!(bulk.value_counts(), one_by_one.value_counts());
         assert!(bulk.value_counts().is_some(), "still a dictionary");
+    }
+
+    #[test]
+    fn the_format_comes_from_the_extension_or_the_first_byte() {
+        let csv = TempFile::with("user_id,age:integer\nu,1\n");
+        let ndjson = TempFile::with(
+            "\n  {\"type\": \"identify\", \"userId\": \"u\", \"traits\": {\"age\": 2}}\n",
+        );
+        let blank = TempFile::with(" \n\n");
+        assert_eq!(ImportFormat::detect(&csv.0).unwrap(), ImportFormat::Csv);
+        assert_eq!(
+            ImportFormat::detect(&ndjson.0).unwrap(),
+            ImportFormat::Ndjson
+        );
+        assert_eq!(
+            ImportFormat::detect(&blank.0).unwrap_err().code(),
+            "import_empty"
+        );
+        assert_eq!(
+            ImportFormat::detect(Path::new("/nonexistent/x.ndjson")).unwrap(),
+            ImportFormat::Ndjson
+        );
+        assert_eq!(
+            ImportFormat::detect(Path::new("/nonexistent/x"))
+                .unwrap_err()
+                .code(),
+            "import_io"
+        );
+        let engine = engine();
+        let (format, summary) =
+            import_path(&engine, &ndjson.0, &ImportOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!(
+            (format, summary.applied_individually),
+            (ImportFormat::Ndjson, 1)
+        );
+        let (format, summary) =
+            import_path(&engine, &csv.0, &ImportOptions::default(), &mut |_| {}).unwrap();
+        assert_eq!(format, ImportFormat::Csv);
+        assert_eq!(summary.applied_individually, 1, "u exists: updated");
+        assert_eq!(engine.traits_of("u").unwrap()["age"], 1);
     }
 }

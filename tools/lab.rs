@@ -14,6 +14,10 @@
 //!   B = `status = "subscribed"`;
 //! - `is_member`: in-process membership lookups of A for rotating profiles;
 //! - `membership_sample`: whether `user-0` .. `user-49` are in A (for checking Redis).
+//!
+//! `--identify-profiles N` instead loads N generated profiles through the per-message
+//! `identify` path, and `--ndjson FILE` times `import_ndjson`: the references for the
+//! import figures in BENCHMARKS.md.
 
 use clap::Parser;
 use segd::bulk::five_condition_rule;
@@ -37,7 +41,7 @@ const LOOKUPS_PER_REPETITION: u64 = 1_000;
 #[command(name = "segd-lab", about = "Times segd workloads on a profile CSV")]
 struct Arguments {
     /// Profile CSV (as written by `segd-gen profiles --format csv`).
-    #[arg(long, required_unless_present = "identify_profiles")]
+    #[arg(long, required_unless_present_any = ["identify_profiles", "ndjson"])]
     csv: Option<PathBuf>,
     /// Timed repetitions per workload (after warm-up); the median is reported.
     #[arg(long, default_value_t = 200)]
@@ -53,6 +57,10 @@ struct Arguments {
     /// store.
     #[arg(long)]
     identify_profiles: Option<u64>,
+    /// Instead of the CSV, time `import_ndjson` of this file of Segment messages (e.g.
+    /// `segd-gen profiles --format ndjson` or `segd-gen events`).
+    #[arg(long)]
+    ndjson: Option<PathBuf>,
 }
 
 /// Median, 10th and 90th percentile of timings, keys suffixed with `unit`.
@@ -158,6 +166,22 @@ fn main() -> ExitCode {
             })
         );
         return ExitCode::SUCCESS;
+    }
+    if let Some(path) = &arguments.ndjson {
+        return match segd::import::import_ndjson(&engine, path, &options, &mut |_| {}) {
+            Ok(summary) => {
+                let cpu_ms = process_cpu_ms().saturating_sub(cpu_before);
+                println!(
+                    "{}",
+                    json!({"ndjson_import": summary, "cpu_ms": cpu_ms, "profiles": engine.profile_count()})
+                );
+                ExitCode::SUCCESS
+            }
+            Err(error) => {
+                eprintln!("segd-lab: import failed ({}): {error}", error.code());
+                ExitCode::from(1)
+            }
+        };
     }
     let Some(csv) = &arguments.csv else {
         eprintln!("segd-lab: --csv is required");
