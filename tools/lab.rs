@@ -57,6 +57,9 @@ struct Arguments {
     /// store.
     #[arg(long)]
     identify_profiles: Option<u64>,
+    /// Import read chunk in MiB (default: the library's).
+    #[arg(long)]
+    chunk_mib: Option<usize>,
     /// Instead of the CSV, time `import_ndjson` of this file of Segment messages (e.g.
     /// `segd-gen profiles --format ndjson` or `segd-gen events`).
     #[arg(long)]
@@ -140,6 +143,9 @@ fn main() -> ExitCode {
         threads: arguments
             .threads
             .unwrap_or_else(segd::bulk::default_threads),
+        chunk_bytes: arguments
+            .chunk_mib
+            .map_or(segd::import::DEFAULT_CHUNK_BYTES, |mib| mib << 20),
         ..ImportOptions::default()
     };
     let cpu_before = process_cpu_ms();
