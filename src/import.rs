@@ -1749,4 +1749,19 @@ mod tests {
         assert_eq!(summary.applied_individually, 1, "u exists: updated");
         assert_eq!(engine.traits_of("u").unwrap()["age"], 1);
     }
+
+    #[test]
+    fn every_rejected_row_is_counted_but_only_the_first_hundred_are_kept() {
+        let mut text = String::from("user_id,age:integer\n");
+        for index in 0..(MAX_REJECTED_EXAMPLES + 50) {
+            text.push_str(&format!("u{index},not-a-number\n"));
+        }
+        text.push_str("ok,5\n");
+        let engine = engine();
+        let summary = import(&engine, &text).unwrap();
+        assert_eq!(summary.rejected, (MAX_REJECTED_EXAMPLES + 50) as u64);
+        assert_eq!(summary.rejected_examples.len(), MAX_REJECTED_EXAMPLES);
+        assert_eq!(summary.rejected_examples[0].line, 2);
+        assert_eq!(summary.profiles_created, 1);
+    }
 }

@@ -4,6 +4,7 @@
 
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
@@ -38,10 +39,14 @@ fn start_server() -> (String, Arc<Seen>) {
                     "/v1/segments/{segment}/members/{profile}",
                     get(
                         |State(seen): State<Arc<Seen>>,
-                         Path((_, profile)): Path<(String, String)>| async move {
+                         Path((segment, profile)): Path<(String, String)>| async move {
+                            // Segment "huge" answers 17 MiB, above segd-load's 16 MiB limit.
+                            if segment == "huge" {
+                                return vec![b'x'; 17 << 20].into_response();
+                            }
                             seen.lookups.fetch_add(1, Ordering::Relaxed);
                             *seen.last_profile.lock().unwrap() = profile;
-                            Json(json!({"member": true}))
+                            Json(json!({"member": true})).into_response()
                         },
                     ),
                 )
@@ -277,4 +282,72 @@ fn a_dead_server_counts_connection_errors_and_ends() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(summary["errors"], 20);
     assert_eq!(summary["statuses"]["connection_error"], 20);
+}
+
+#[test]
+fn argument_limits_are_enforced() {
+    for (arguments, fragment) in [
+        (vec!["--connections", "0"], "--connections"),
+        (vec!["--connections", "4097"], "--connections"),
+        (vec!["--requests", "100000001"], "--requests"),
+        (vec!["--duration-s", "3601"], "--duration-s"),
+        (vec!["--duration-s", "0"], "--duration-s"),
+        (vec!["--rate", "0"], "--rate"),
+        (vec!["--profiles", "0"], "--profiles"),
+    ] {
+        let mut all = vec![
+            "--target",
+            "http://127.0.0.1:9",
+            "--scenario",
+            "lookup",
+            "--segment",
+            "1",
+        ];
+        all.extend(arguments.iter());
+        let (code, _, stderr) = load(&all);
+        assert_eq!(code, 2, "{arguments:?}: {stderr}");
+        assert!(stderr.contains(fragment), "{arguments:?}: {stderr}");
+    }
+}
+
+#[test]
+fn oversized_responses_count_as_errors() {
+    let (url, _) = start_server();
+    let (code, summary, stderr) = load(&[
+        "--target",
+        &url,
+        "--scenario",
+        "lookup",
+        "--segment",
+        "huge",
+        "--requests",
+        "3",
+        "--connections",
+        "1",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["errors"], 3, "{summary}");
+}
+
+#[test]
+fn at_most_a_million_bodies_are_read() {
+    let (url, _) = start_server();
+    let bodies = std::env::temp_dir().join(format!("segd-load-many-{}", std::process::id()));
+    std::fs::write(&bodies, "{\"batch\": []}\n".repeat(1_000_005)).unwrap();
+    let (code, summary, stderr) = load(&[
+        "--target",
+        &url,
+        "--scenario",
+        "ingest",
+        "--bodies",
+        bodies.to_str().unwrap(),
+        "--requests",
+        "2",
+        "--connections",
+        "1",
+    ]);
+    let _ = std::fs::remove_file(&bodies);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(summary["bodies"], 1_000_000);
+    assert_eq!(summary["ok"], 2);
 }

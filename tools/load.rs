@@ -563,6 +563,7 @@ fn run(arguments: &Arguments) -> Result<serde_json::Value, UsageError> {
     let completed: u64 = statuses.values().sum();
     Ok(serde_json::json!({
         "scenario": format!("{:?}", arguments.scenario).to_lowercase(),
+        "bodies": shared.factory.bodies.len(),
         "target": arguments.target,
         "connections": arguments.connections,
         "mode": if arguments.rate.is_some() { "open" } else { "closed" },
