@@ -12,14 +12,16 @@ use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
-use crate::segment::evaluate::{matches, matching, next_change_after};
+use crate::segment::evaluate::{matches, matching, next_change_after, timer_candidates};
 use crate::segment::parser::{normalize, parse_rule, ParseError};
 use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
 };
 use crate::store::schema::{Schema, MAX_COLUMNS};
 use crate::store::shard::{ProfileIdentity, Shard};
-use crate::store::value::{coerce_json, flatten_traits, TraitType, TraitValue, ValueError};
+use crate::store::value::{
+    coerce_json, flatten_traits, format_timestamp, TraitType, TraitValue, ValueError,
+};
 use dashmap::DashMap;
 use parking_lot::{RwLock, RwLockUpgradableReadGuard};
 use roaring::{MultiOps, RoaringBitmap};
@@ -96,6 +98,10 @@ pub enum EngineError {
     Value(#[from] ValueError),
     #[error(transparent)]
     Rule(#[from] RuleError),
+    #[error(transparent)]
+    Event(#[from] crate::events::EventError),
+    #[error("a shard holds the maximum of {} distinct event names and {} property names; this event would add more", crate::events::MAX_EVENT_NAMES, crate::events::MAX_PROPERTY_NAMES)]
+    TooManyEventNames,
     #[error("{0}")]
     Parse(#[from] ParseError),
     #[error("no segment with id {0}")]
@@ -138,6 +144,8 @@ impl EngineError {
         match self {
             EngineError::Value(_) => "invalid_trait",
             EngineError::Rule(error) => error.code(),
+            EngineError::Event(error) => error.code(),
+            EngineError::TooManyEventNames => "too_many_event_names",
             EngineError::Parse(error) => error.code(),
             EngineError::SegmentNotFound(_) => "segment_not_found",
             EngineError::ProfileNotFound(_) => "profile_not_found",
@@ -264,8 +272,9 @@ pub struct Engine {
     pub(crate) changes: ChangeLog,
     /// Recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
     pub(crate) seen_messages: parking_lot::Mutex<SeenMessages>,
-    /// Identity keys of erased profiles: later messages naming them are dropped.
-    pub(crate) suppressed: dashmap::DashSet<Box<str>>,
+    /// Identity keys of erased profiles, as [`identity_hash`]es (so persisting the set
+    /// stores no identifier): later messages naming them are dropped.
+    pub(crate) suppressed: dashmap::DashSet<u128>,
     pub counters: EngineCounters,
     /// Serializes profile creation (see `resolve_or_create`).
     pub(crate) creation: parking_lot::Mutex<()>,
@@ -289,6 +298,13 @@ struct PreparedTraits {
     widen: Vec<String>,
 }
 
+/// How often a message re-resolves its profile when concurrent merges keep retiring the
+/// one it found (each retry follows identifiers re-pointed by the merge).
+const MAX_RESOLVE_ATTEMPTS: usize = 16;
+
+/// Profiles per shard whose expired events one `tick` removes (bounded work per tick).
+const EXPIRY_PROFILES_PER_TICK: usize = 4_096;
+
 impl Engine {
     pub fn new(options: EngineOptions) -> Engine {
         Engine::with_clock(options, Arc::new(SystemClock))
@@ -299,7 +315,12 @@ impl Engine {
         let change_log = options.change_log;
         Engine {
             shards: (0..shard_count)
-                .map(|index| RwLock::new(Shard::new(ShardId(index as u16))))
+                .map(|index| {
+                    RwLock::new(Shard::new(
+                        ShardId(index as u16),
+                        options.event_retention_ms,
+                    ))
+                })
                 .collect(),
             options,
             schema: RwLock::new(Schema::default()),
@@ -585,7 +606,7 @@ impl Engine {
         let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
         user.iter()
             .chain(anonymous.iter())
-            .any(|key| self.suppressed.contains(key.as_str()))
+            .any(|key| self.suppressed.contains(&identity_hash(key)))
     }
 
     /// Records a message id; false when it was seen within the window.
@@ -616,20 +637,15 @@ impl Engine {
             [profile.local.0 as usize]
             .clone();
         let changes = self.delete_profile(external_id)?;
-        for key in identity
-            .user_id
-            .iter()
-            .map(|id| format!("u:{id}"))
-            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
-        {
-            self.suppressed.insert(key.into());
+        for key in identity.keys() {
+            self.suppressed.insert(identity_hash(&key));
         }
         Ok(changes)
     }
 
-    /// Identity keys currently suppressed (for persistence).
-    pub fn suppressed_keys(&self) -> Vec<String> {
-        self.suppressed.iter().map(|key| key.to_string()).collect()
+    /// Hashes of the identity keys currently suppressed (for persistence).
+    pub fn suppressed_keys(&self) -> Vec<u128> {
+        self.suppressed.iter().map(|key| *key).collect()
     }
 
     /// Sets traits on the profile known by `user_id` / `anonymous_id` (created when
@@ -667,38 +683,12 @@ impl Engine {
             .collect();
         keys.extend(identity_keys.iter().cloned());
         let registry = self.registry.read();
-        let (profile, created) = self.resolve_or_create(&keys);
-        // Keys naming other profiles (an anonymous history, a shared email): merge them
-        // into the profile found first (userId before anonymousId before traits).
-        let mut merge_changes = Vec::new();
-        for key in &keys {
-            let owner = self.identities.get(&identity_hash(key)).map(|entry| *entry);
-            if let Some(other) = owner.filter(|other| *other != profile) {
-                merge_changes.extend(self.merge_profiles(&registry, profile, other));
-            }
-        }
-        self.record(&merge_changes, Cause::Merge);
-        let mut shard = self.shards[profile.shard.0 as usize].write();
-        if !shard.is_live(profile.local) {
-            return Err(EngineError::ProfileNotFound(keys[0].clone()));
-        }
-        {
-            let identity = &mut shard.identities[profile.local.0 as usize];
-            if let Some(user_id) = user_id {
-                if identity.user_id.is_none() {
-                    identity.user_id = Some(user_id.into());
-                }
-            }
-            if let Some(anonymous_id) = anonymous_id {
-                if !identity
-                    .anonymous_ids
-                    .iter()
-                    .any(|id| &**id == anonymous_id)
-                {
-                    identity.anonymous_ids.push(anonymous_id.into());
-                }
-            }
-        }
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
         // An identity trait that changes value stops identifying the profile by the old one.
         for name in &self.options.identity_traits {
             let changes_value = prepared
@@ -755,7 +745,129 @@ impl Engine {
         let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
         // Recorded under the shard lock so the log keeps each profile's order.
         self.record(&changes, Cause::Event);
-        Ok((profile, changes))
+        let mut all = recorded;
+        all.extend(changes);
+        Ok((profile, all))
+    }
+
+    /// Finds or creates the profile named by `keys`, merging any other profiles the keys
+    /// name into it (merges recorded), and records `user_id` / `anonymous_id` on it.
+    /// Returns the profile, whether it was created, and its shard locked for writing.
+    fn attach_identifiers(
+        &self,
+        registry: &Registry,
+        keys: &[String],
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+    ) -> Result<Attached<'_>, EngineError> {
+        // A concurrent merge or delete can retire the profile between the lookup and
+        // taking its shard's lock (and a delete can even hand its local id to a new
+        // profile): under the lock, the profile must still be live and still be what one
+        // of our keys names, else look it up again.
+        let mut attempts = 0;
+        let mut recorded = Vec::new();
+        let (profile, created, mut shard) = loop {
+            let (profile, created) = self.resolve_or_create(keys);
+            // Keys naming other profiles (an anonymous history, a shared email): merge
+            // them into the profile found first (userId, then anonymousId, then traits).
+            let mut merge_changes = Vec::new();
+            for key in keys {
+                let owner = self.identities.get(&identity_hash(key)).map(|entry| *entry);
+                if let Some(other) = owner.filter(|other| *other != profile) {
+                    merge_changes.extend(self.merge_profiles(registry, profile, other));
+                }
+            }
+            self.record(&merge_changes, Cause::Merge);
+            recorded.extend(merge_changes);
+            let shard = self.shards[profile.shard.0 as usize].write();
+            let still_named = keys.iter().any(|key| {
+                self.identities
+                    .get(&identity_hash(key))
+                    .is_some_and(|owner| *owner == profile)
+            });
+            if shard.is_live(profile.local) && still_named {
+                break (profile, created, shard);
+            }
+            attempts += 1;
+            if attempts >= MAX_RESOLVE_ATTEMPTS {
+                return Err(EngineError::ProfileNotFound(keys[0].clone()));
+            }
+        };
+        let old_external_id = shard.identities[profile.local.0 as usize].external_id();
+        {
+            let identity = &mut shard.identities[profile.local.0 as usize];
+            if let Some(user_id) = user_id {
+                identity.add_user_id(user_id);
+            }
+            if let Some(anonymous_id) = anonymous_id {
+                if !identity
+                    .anonymous_ids
+                    .iter()
+                    .any(|id| &**id == anonymous_id)
+                {
+                    identity.anonymous_ids.push(anonymous_id.into());
+                }
+            }
+        }
+        if !created {
+            recorded.extend(self.record_rename(registry, &shard, profile.local, &old_external_id));
+        }
+        Ok(Attached {
+            profile,
+            created,
+            shard,
+            recorded,
+        })
+    }
+
+    /// A profile's external id changes when an anonymous profile learns its userId. The
+    /// change log names profiles by external id, so consumers would otherwise see exits
+    /// for an id that never entered: the profile's memberships are recorded as exits
+    /// under the old id and entries under the new one (cause `merge`).
+    fn record_rename(
+        &self,
+        registry: &Registry,
+        shard: &Shard,
+        local: LocalId,
+        old_external_id: &str,
+    ) -> Vec<MembershipChange> {
+        let changes = Self::rename_changes(registry, shard, local, old_external_id);
+        self.record(&changes, Cause::Merge);
+        changes
+    }
+
+    /// The exits under the old id and entries under the new one (not yet recorded).
+    fn rename_changes(
+        registry: &Registry,
+        shard: &Shard,
+        local: LocalId,
+        old_external_id: &str,
+    ) -> Vec<MembershipChange> {
+        let new_external_id = shard.identities[local.0 as usize].external_id();
+        if new_external_id == old_external_id {
+            return Vec::new();
+        }
+        let mut segments = Vec::new();
+        shard.segments_of(local, &mut segments);
+        let profile = ProfileRef {
+            shard: shard.id,
+            local,
+        };
+        let old_id: Arc<str> = old_external_id.into();
+        let new_id: Arc<str> = new_external_id.into();
+        let mut changes = Vec::with_capacity(segments.len() * 2);
+        for (profile_id, entered) in [(old_id, false), (new_id, true)] {
+            for segment in &segments {
+                changes.push(MembershipChange {
+                    segment: *segment,
+                    segment_version: registry.get(*segment).map_or(0, |d| d.version),
+                    profile,
+                    profile_id: profile_id.clone(),
+                    entered,
+                });
+            }
+        }
+        changes
     }
 
     /// Merges `absorbed` into `survivor`: traits the survivor lacks are copied (the
@@ -789,7 +901,14 @@ impl Engine {
                 let identity = shard.identities[absorbed.local.0 as usize].clone();
                 let static_segments = self.static_memberships(registry, shard, absorbed.local);
                 changes.extend(self.remove_for_merge(registry, shard, absorbed, &identity));
-                Self::give_mergeable(shard, survivor.local, moved, &identity);
+                let survivor_old_id = shard.identities[survivor.local.0 as usize].external_id();
+                Self::give_mergeable(shard, survivor.local, moved, &identity, self.clock.now_ms());
+                changes.extend(Self::rename_changes(
+                    registry,
+                    shard,
+                    survivor.local,
+                    &survivor_old_id,
+                ));
                 for segment in static_segments {
                     changes.extend(self.set_static_member(
                         registry,
@@ -799,6 +918,7 @@ impl Engine {
                     ));
                 }
                 self.repoint_identities(&keys, survivor);
+                shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
                 let order = registry.order().to_vec();
                 changes.extend(self.reevaluate(registry, shard, survivor.local, &order));
                 return changes;
@@ -819,7 +939,20 @@ impl Engine {
         let identity = absorbed_shard.identities[absorbed.local.0 as usize].clone();
         let static_segments = self.static_memberships(registry, absorbed_shard, absorbed.local);
         changes.extend(self.remove_for_merge(registry, absorbed_shard, absorbed, &identity));
-        Self::give_mergeable(survivor_shard, survivor.local, moved, &identity);
+        let survivor_old_id = survivor_shard.identities[survivor.local.0 as usize].external_id();
+        Self::give_mergeable(
+            survivor_shard,
+            survivor.local,
+            moved,
+            &identity,
+            self.clock.now_ms(),
+        );
+        changes.extend(Self::rename_changes(
+            registry,
+            survivor_shard,
+            survivor.local,
+            &survivor_old_id,
+        ));
         for segment in static_segments {
             changes.extend(self.set_static_member(
                 registry,
@@ -829,6 +962,7 @@ impl Engine {
             ));
         }
         self.repoint_identities(&keys, survivor);
+        survivor_shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
         let order = registry.order().to_vec();
         changes.extend(self.reevaluate(registry, survivor_shard, survivor.local, &order));
         changes
@@ -847,6 +981,7 @@ impl Engine {
         local: LocalId,
         moved: Mergeable,
         identity: &ProfileIdentity,
+        now_ms: i64,
     ) {
         for (column, value) in moved.traits {
             let present = shard
@@ -858,10 +993,14 @@ impl Engine {
                     .set(local.0, &value);
             }
         }
-        shard.give_events(local, moved.events);
+        shard.give_events(local, moved.events, now_ms);
         let target = &mut shard.identities[local.0 as usize];
-        if target.user_id.is_none() {
-            target.user_id = identity.user_id.clone();
+        for user_id in identity
+            .user_id
+            .iter()
+            .chain(identity.other_user_ids.iter())
+        {
+            target.add_user_id(user_id);
         }
         for anonymous in &identity.anonymous_ids {
             if !target.anonymous_ids.contains(anonymous) {
@@ -935,35 +1074,26 @@ impl Engine {
     ) -> Result<Vec<MembershipChange>, EngineError> {
         Self::check_identifier(user_id)?;
         Self::check_identifier(previous_id)?;
-        let target = self
-            .identities
-            .get(&identity_hash(&format!("u:{user_id}")))
-            .map(|e| *e);
-        let previous = [format!("u:{previous_id}"), format!("a:{previous_id}")]
-            .iter()
-            .find_map(|key| self.identities.get(&identity_hash(key)).map(|e| *e));
-        match (target, previous) {
-            (_, None) => Ok(self
+        let Some(previous_key) = [format!("u:{previous_id}"), format!("a:{previous_id}")]
+            .into_iter()
+            .find(|key| self.identities.contains_key(&identity_hash(key)))
+        else {
+            // Nothing known by the previous id: just make sure the user exists.
+            return Ok(self
                 .identify(Some(user_id), None, &serde_json::Map::new())?
-                .1),
-            (Some(target), Some(previous)) if target == previous => Ok(Vec::new()),
-            (Some(target), Some(previous)) => {
-                let registry = self.registry.read();
-                let changes = self.merge_profiles(&registry, target, previous);
-                self.record(&changes, Cause::Merge);
-                Ok(changes)
-            }
-            (None, Some(previous)) => {
-                let mut shard = self.shards[previous.shard.0 as usize].write();
-                let identity = &mut shard.identities[previous.local.0 as usize];
-                if identity.user_id.is_none() {
-                    identity.user_id = Some(user_id.into());
-                }
-                self.identities
-                    .insert(identity_hash(&format!("u:{user_id}")), previous);
-                Ok(Vec::new())
-            }
+                .1);
+        };
+        // The userId's profile survives when it exists; else the previous profile
+        // learns the userId. Either way one resolution path handles the races.
+        let registry = self.registry.read();
+        let keys = vec![format!("u:{user_id}"), previous_key];
+        let attached = self.attach_identifiers(&registry, &keys, Some(user_id), None)?;
+        for key in &keys {
+            self.identities
+                .entry(identity_hash(key))
+                .or_insert(attached.profile);
         }
+        Ok(attached.recorded)
     }
 
     /// Every identity key of a profile: userId, anonymousIds and identity traits.
@@ -971,10 +1101,8 @@ impl Engine {
         let identity = &shard.identities[local.0 as usize];
         let schema = self.schema.read();
         identity
-            .user_id
-            .iter()
-            .map(|id| format!("u:{id}"))
-            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
+            .keys()
+            .into_iter()
             .chain(self.options.identity_traits.iter().filter_map(|name| {
                 let (column, _) = schema.lookup(name)?;
                 let value = shard.column(column)?.get_str(local.0)?;
@@ -1065,6 +1193,9 @@ impl Engine {
         let mut total = 0;
         for shard_lock in &self.shards {
             let mut shard = shard_lock.write();
+            // Memory reclamation only: windows never reach past retention, so expiring
+            // events changes no membership.
+            shard.events.expire(now_ms, EXPIRY_PROFILES_PER_TICK);
             let due = shard.timers.pop_due(now_ms);
             if due.is_empty() {
                 continue;
@@ -1113,13 +1244,7 @@ impl Engine {
             .collect();
         let profile_id: Arc<str> = identity.external_id().into();
         let left = shard.remove_profile(profile.local);
-        for key in identity
-            .user_id
-            .iter()
-            .map(|id| format!("u:{id}"))
-            .chain(identity.anonymous_ids.iter().map(|id| format!("a:{id}")))
-            .chain(identity_values)
-        {
+        for key in identity.keys().into_iter().chain(identity_values) {
             self.identities
                 .remove_if(&identity_hash(&key), |_, value| *value == profile);
         }
@@ -1345,8 +1470,8 @@ impl Engine {
             let (entered, exited) = shard.replace_members(id, members);
             shard.timers.clear_segment(id);
             if condition.is_time_dependent() {
-                let live: Vec<u32> = shard.live.iter().collect();
-                for local in live {
+                let candidates = timer_candidates(condition, &shard) & &shard.live;
+                for local in candidates {
                     let due = next_change_after(condition, &shard, LocalId(local), now_ms);
                     shard.timers.schedule(LocalId(local), id, due);
                 }
@@ -1875,10 +2000,19 @@ fn lookup_original<'a>(
     Some(current)
 }
 
+/// A profile found (or created) for a message, with its shard locked for writing and
+/// the merge/rename changes already recorded on the way.
+struct Attached<'a> {
+    profile: ProfileRef,
+    created: bool,
+    shard: parking_lot::RwLockWriteGuard<'a, Shard>,
+    recorded: Vec<MembershipChange>,
+}
+
 /// Traits and events moving from an absorbed profile to the survivor of a merge.
 struct Mergeable {
     traits: Vec<(crate::ids::ColumnId, TraitValue)>,
-    events: crate::store::shard::ProfileEvents,
+    events: crate::events::DetachedEvents,
 }
 
 /// The profile card: everything segd holds about a profile, for people and exports.
@@ -1957,31 +2091,140 @@ impl Engine {
     }
 }
 
-// TEMPORARY (until the event store merges): behavioral ingest.
+// Behavioral ingest: events into the shard's event store, then re-evaluation of the
+// segments that read the event.
 impl Engine {
     fn event_card(
         &self,
-        _shard: &Shard,
-        _local: LocalId,
-        _recent: usize,
+        shard: &Shard,
+        local: LocalId,
+        recent: usize,
     ) -> (Vec<EventSummary>, Vec<RecentEvent>) {
-        (Vec::new(), Vec::new())
+        let mut summary: Vec<EventSummary> = shard
+            .events
+            .lifetimes(local.0)
+            .into_iter()
+            .map(|(event, lifetime)| EventSummary {
+                event: event.to_string(),
+                count: lifetime.count,
+                first: format_timestamp(lifetime.first_ms),
+                last: format_timestamp(lifetime.last_ms),
+            })
+            .collect();
+        summary.sort_by(|a, b| a.event.cmp(&b.event));
+        let recent_events = shard
+            .events
+            .recent(local.0, recent)
+            .into_iter()
+            .map(|(event, time_ms, properties)| RecentEvent {
+                event: event.to_string(),
+                timestamp: format_timestamp(time_ms),
+                properties: properties
+                    .into_iter()
+                    .map(|(name, value)| (name.to_string(), value.to_json()))
+                    .collect(),
+            })
+            .collect();
+        (summary, recent_events)
     }
+
     fn validate_event(
         &self,
-        _event: &str,
-        _properties: &serde_json::Map<String, Value>,
+        event: &str,
+        properties: &serde_json::Map<String, Value>,
     ) -> Result<(), EngineError> {
+        crate::events::check_event_name(event)?;
+        crate::events::prepare_properties(properties)?;
         Ok(())
     }
+
+    /// Records an event performed at `time_ms` (event time; late and out-of-order events
+    /// count where their time puts them) by the profile known by `user_id` /
+    /// `anonymous_id` (created when new; both given and naming two profiles merges them),
+    /// and re-evaluates the segments that read this event. Returns membership changes.
     pub fn track(
         &self,
-        _user_id: Option<&str>,
-        _anonymous_id: Option<&str>,
-        _event: &str,
-        _time_ms: i64,
-        _properties: &serde_json::Map<String, Value>,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        event: &str,
+        time_ms: i64,
+        properties: &serde_json::Map<String, Value>,
     ) -> Result<Vec<MembershipChange>, EngineError> {
-        Ok(Vec::new())
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(EngineError::MissingIdentifier);
+        }
+        for identifier in user_id.iter().chain(anonymous_id.iter()) {
+            Self::check_identifier(identifier)?;
+        }
+        crate::events::check_event_name(event)?;
+        let prepared = crate::events::prepare_properties(properties)?;
+        let keys: Vec<String> = user_id
+            .map(|id| format!("u:{id}"))
+            .into_iter()
+            .chain(anonymous_id.map(|id| format!("a:{id}")))
+            .collect();
+        let registry = self.registry.read();
+        // Refuse before creating anything when the shard's name tables are full.
+        if let Some(profile) = keys
+            .iter()
+            .find_map(|key| self.identities.get(&identity_hash(key)).map(|e| *e))
+        {
+            if !self.shards[profile.shard.0 as usize]
+                .read()
+                .events
+                .has_room_for(event, &prepared)
+            {
+                return Err(EngineError::TooManyEventNames);
+            }
+        }
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
+        for key in &keys {
+            self.identities.entry(identity_hash(key)).or_insert(profile);
+        }
+        if !shard.events.has_room_for(event, &prepared) {
+            // Only reachable for a profile created just now in a full shard.
+            let changes = if created {
+                self.remove_created(&registry, &mut shard, profile, &keys)
+            } else {
+                Vec::new()
+            };
+            self.record(&changes, Cause::Delete);
+            return Err(EngineError::TooManyEventNames);
+        }
+        let now_ms = self.clock.now_ms();
+        shard
+            .events
+            .insert(profile.local.0, event, time_ms, &prepared, now_ms);
+        let affected: Vec<SegmentId> = if created {
+            registry.order().to_vec()
+        } else {
+            registry.affected_by_event(event).to_vec()
+        };
+        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        self.record(&changes, Cause::Event);
+        let mut all = recorded;
+        all.extend(changes);
+        Ok(all)
+    }
+
+    /// Undoes the creation of a profile whose first message could not be applied.
+    fn remove_created(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        profile: ProfileRef,
+        keys: &[String],
+    ) -> Vec<MembershipChange> {
+        for key in keys {
+            self.identities
+                .remove_if(&identity_hash(key), |_, owner| *owner == profile);
+        }
+        let identity = shard.identities[profile.local.0 as usize].clone();
+        self.remove_for_merge(registry, shard, profile, &identity)
     }
 }

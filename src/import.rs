@@ -26,6 +26,12 @@
 //! [`ImportOptions::record_changes`] is set (a million "entered" entries would push
 //! everything else out of a bounded log).
 //!
+//! Durability: both paths write into the [`Engine`] directly, not through the write-ahead
+//! log (`persist::Database` logs what goes through its own methods). A caller importing
+//! into a data directory (`segd import`) opens the `Database`, imports into its engine and
+//! then takes a snapshot (`Database::snapshot_now`), which makes the import durable in
+//! one write instead of one WAL record per row.
+//!
 //! # NDJSON
 //! One Segment message per line (`identify`, `track`, `page`, `screen`, `group`,
 //! `alias`), or one `{"batch": [...]}` body per line. Lines are parsed in parallel; the
@@ -825,9 +831,10 @@ fn apply_shard<'a>(
         let mut suppressed = false;
         let mut bucket_hash = None;
         row.for_each_key(layout, &mut buffer, |key| {
-            suppressed |= check_suppressed && engine.suppressed.contains(key);
+            let hash = identity_hash(key);
+            suppressed |= check_suppressed && engine.suppressed.contains(&hash);
             bucket_hash.get_or_insert_with(|| xxhash_rust::xxh3::xxh3_64(key.as_bytes()));
-            hashes.push(identity_hash(key));
+            hashes.push(hash);
         });
         if suppressed {
             outcome.suppressed += 1;

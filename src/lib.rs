@@ -4,11 +4,17 @@
 pub mod bulk;
 pub mod changes;
 pub mod clock;
+pub mod config;
 pub mod demo;
 pub mod engine;
+pub mod events;
+pub mod explain;
+pub mod http;
 pub mod ids;
 pub mod import;
 pub mod index;
 pub mod ingest;
+pub mod mmap;
+pub mod persist;
 pub mod segment;
 pub mod store;

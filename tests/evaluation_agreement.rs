@@ -288,6 +288,7 @@ fn reference_profile(
     let mut profile = ReferenceProfile {
         traits: BTreeMap::new(),
         bucket_hash: xxhash_rust::xxh3::xxh3_64(format!("u:{user}").as_bytes()),
+        events: Vec::new(),
     };
     apply(&mut profile, traits);
     profile

@@ -26,10 +26,10 @@ pub enum KeyComparison {
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BitSlicedIndex {
-    existence: RoaringBitmap,
-    negative: RoaringBitmap,
+    pub(crate) existence: RoaringBitmap,
+    pub(crate) negative: RoaringBitmap,
     /// Magnitude bits, least significant first.
-    slices: Vec<RoaringBitmap>,
+    pub(crate) slices: Vec<RoaringBitmap>,
 }
 
 /// Adds strictly increasing `ids` to `bitmap`: appended in place when they all lie above

@@ -6,7 +6,9 @@
 //! - `identify`: traits set on the profile (nested objects flatten to dotted names);
 //! - `track`: an event named `event` with `properties`;
 //! - `page` / `screen`: an event named `page` / `screen` whose properties are the
-//!   message's `properties` plus `name` (and `category` for pages) when given;
+//!   message's `properties` (url, path, referrer, title, ...) plus `name` and `category`
+//!   when given, plus UTM parameters from `context.campaign` as `utm_source`,
+//!   `utm_medium`, `utm_campaign` (from `name`), `utm_term`, `utm_content`;
 //! - `group`: traits under `group.` (`group.id` = `groupId`, `group.<trait>` = each
 //!   trait), so rules can read `group.plan = "pro"`;
 //! - `alias`: `previousId` and `userId` become one profile (merge).
@@ -201,6 +203,21 @@ pub fn parse_message(
                         .or_insert(Value::String(text));
                 }
             }
+            // UTM parameters: Segment SDKs send them as `context.campaign`.
+            if let Some(Value::Object(campaign)) = body
+                .get("context")
+                .and_then(|context| context.get("campaign"))
+            {
+                for (field, value) in campaign {
+                    let name = match field.as_str() {
+                        "name" => "utm_campaign".to_string(),
+                        other => format!("utm_{other}"),
+                    };
+                    if value.is_string() {
+                        properties.entry(name).or_insert(value.clone());
+                    }
+                }
+            }
             MessageKind::Track {
                 event: kind_name.to_string(),
                 properties,
@@ -298,11 +315,13 @@ mod tests {
         .unwrap();
         assert_eq!(identify.timestamp_ms, Some(1_704_067_200_000));
         assert!(matches!(identify.kind, MessageKind::Identify { .. }));
-        let page = parse_message(&json!({"type": "page", "anonymousId": "a1", "name": "Home", "properties": {"url": "https://x"}}), None, "").unwrap();
+        let page = parse_message(&json!({"type": "page", "anonymousId": "a1", "name": "Home", "properties": {"url": "https://x"}, "context": {"campaign": {"name": "spring", "source": "newsletter"}}}), None, "").unwrap();
         match page.kind {
             MessageKind::Track { event, properties } => {
                 assert_eq!(event, "page");
                 assert_eq!(properties["name"], "Home");
+                assert_eq!(properties["utm_campaign"], "spring");
+                assert_eq!(properties["utm_source"], "newsletter");
             }
             other => panic!("unexpected {other:?}"),
         }

@@ -1,14 +1,376 @@
-// TEMPORARY STUB (not committed)
+//! Behavioral conditions over a shard's event store: event counts in a window with
+//! property filters, first/last performed, windowed aggregates.
+//!
+//! Semantics:
+//! - `did "e" ... in last N days` counts events with `now - N <= time <= now`
+//!   (event time from the message, so late events count where they belong);
+//! - a profile with no matching events has count 0: `did not "e"` (exactly 0),
+//!   `at most N times` and `exactly 0 times` match it;
+//! - `sum` and `count distinct` of no events are 0; `avg`, `min`, `max` of no events
+//!   (or of events without a numeric property) have no value and match nothing;
+//! - `first`/`last "e" ...` read lifetime first/last times (kept beyond retention) and
+//!   never match a profile that never did `e`;
+//! - property filters compare a property with a literal of the same kind (string with
+//!   string, number with number exactly, boolean with boolean); a missing property or
+//!   one of another kind makes the comparison false, as for traits.
+
+use crate::events::{EventStore, EventView, PropertyValue};
 use crate::ids::LocalId;
-use crate::segment::compile::EventCondition;
+use crate::segment::ast::{AggregateFunction, CountOp, Literal, Performed, TextOp};
+use crate::segment::compile::{EventCondition, EventWindow, PropertyFilter};
+use crate::segment::evaluate::{recency_edges, recency_range};
+use crate::store::column::{compare_numbers, ordering_satisfies, text_matches, Number};
 use crate::store::Shard;
 use roaring::RoaringBitmap;
-pub fn matching(_c: &EventCondition, _s: &Shard, _u: &RoaringBitmap, _n: i64) -> RoaringBitmap {
-    RoaringBitmap::new()
+use std::cmp::Ordering;
+use std::collections::HashSet;
+
+fn count_satisfies(count: u64, op: CountOp, wanted: u32) -> bool {
+    let wanted = u64::from(wanted);
+    match op {
+        CountOp::AtLeast => count >= wanted,
+        CountOp::AtMost => count <= wanted,
+        CountOp::Exactly => count == wanted,
+    }
 }
-pub fn matches(_c: &EventCondition, _s: &Shard, _l: LocalId, _n: i64) -> bool {
-    false
+
+/// Whether a profile with no occurrence of the event matches.
+fn matches_without_events(condition: &EventCondition) -> bool {
+    match condition {
+        EventCondition::Count {
+            count_op, count, ..
+        } => count_satisfies(0, *count_op, *count),
+        EventCondition::Performed { .. } => false,
+        EventCondition::Aggregate {
+            function,
+            op,
+            value,
+            ..
+        } => match function {
+            AggregateFunction::Sum | AggregateFunction::CountDistinct => ordering_satisfies(
+                compare_numbers(Number::Float(0.0), Number::Float(*value)),
+                *op,
+            ),
+            _ => false,
+        },
+    }
 }
-pub fn next_change_after(_c: &EventCondition, _s: &Shard, _l: LocalId, _n: i64) -> Option<i64> {
-    None
+
+pub(crate) fn event_name(condition: &EventCondition) -> &str {
+    match condition {
+        EventCondition::Count { event, .. }
+        | EventCondition::Performed { event, .. }
+        | EventCondition::Aggregate { event, .. } => event,
+    }
+}
+
+/// Profiles of `universe` matching a behavioral condition: only profiles that ever did
+/// the event are examined one by one; the rest are decided at once.
+pub fn matching(
+    condition: &EventCondition,
+    shard: &Shard,
+    universe: &RoaringBitmap,
+    now_ms: i64,
+) -> RoaringBitmap {
+    let events = &shard.events;
+    let with_event = match events.event_name_id(event_name(condition)) {
+        Some(name) => universe & events.profiles_with(name),
+        None => RoaringBitmap::new(),
+    };
+    let mut result = if matches_without_events(condition) {
+        universe - &with_event
+    } else {
+        RoaringBitmap::new()
+    };
+    let matched: Vec<u32> = with_event
+        .iter()
+        .filter(|id| evaluate(condition, events, LocalId(*id), now_ms))
+        .collect();
+    result |= RoaringBitmap::from_sorted_iter(matched).unwrap_or_default();
+    result
+}
+
+/// Whether one profile matches a behavioral condition.
+pub fn matches(condition: &EventCondition, shard: &Shard, local: LocalId, now_ms: i64) -> bool {
+    let events = &shard.events;
+    match events.event_name_id(event_name(condition)) {
+        Some(name) if events.profiles_with(name).contains(local.0) => {
+            evaluate(condition, events, local, now_ms)
+        }
+        _ => matches_without_events(condition),
+    }
+}
+
+fn evaluate(condition: &EventCondition, events: &EventStore, local: LocalId, now_ms: i64) -> bool {
+    let Some(name) = events.event_name_id(event_name(condition)) else {
+        return matches_without_events(condition);
+    };
+    match condition {
+        EventCondition::Count {
+            filter,
+            count_op,
+            count,
+            window,
+            ..
+        } => {
+            let found = match (window, filter) {
+                (EventWindow::Lifetime, _) => events
+                    .lifetime(local.0, name)
+                    .map_or(0, |lifetime| lifetime.count),
+                (window, None) => {
+                    let (from, to) = window.range(now_ms);
+                    events.count_in_window(local.0, name, from, to)
+                }
+                (window, Some(filter)) => {
+                    let (from, to) = window.range(now_ms);
+                    events
+                        .events(local.0, name, from, to)
+                        .filter(|event| filter_matches(filter, events, event))
+                        .count() as u64
+                }
+            };
+            count_satisfies(found, *count_op, *count)
+        }
+        EventCondition::Performed {
+            which,
+            recency,
+            span_ms,
+            ..
+        } => match events.lifetime(local.0, name) {
+            Some(lifetime) => {
+                let time = match which {
+                    Performed::First => lifetime.first_ms,
+                    Performed::Last => lifetime.last_ms,
+                };
+                let (low, high) = recency_range(*recency, *span_ms, now_ms);
+                low <= time && time <= high
+            }
+            None => false,
+        },
+        EventCondition::Aggregate {
+            function,
+            property,
+            filter,
+            window,
+            op,
+            value,
+            ..
+        } => {
+            let (from, to) = window.range(now_ms);
+            let property = events.property_name_id(property);
+            let selected = events.events(local.0, name, from, to).filter(|event| {
+                filter
+                    .as_ref()
+                    .is_none_or(|filter| filter_matches(filter, events, event))
+            });
+            let aggregate = aggregate(*function, property.map(|p| (p, selected)));
+            match aggregate {
+                Some(result) => ordering_satisfies(
+                    compare_numbers(Number::Float(result), Number::Float(*value)),
+                    *op,
+                ),
+                None => false,
+            }
+        }
+    }
+}
+
+fn aggregate<'a>(
+    function: AggregateFunction,
+    selected: Option<(
+        crate::events::PropertyNameId,
+        impl Iterator<Item = EventView<'a>>,
+    )>,
+) -> Option<f64> {
+    let Some((property, selected)) = selected else {
+        // The property was never seen: no values.
+        return match function {
+            AggregateFunction::Sum | AggregateFunction::CountDistinct => Some(0.0),
+            _ => None,
+        };
+    };
+    match function {
+        AggregateFunction::CountDistinct => {
+            let mut distinct: HashSet<String> = HashSet::new();
+            for event in selected {
+                if let Some(value) = event.property(property) {
+                    distinct.insert(property_key(&value));
+                }
+            }
+            Some(distinct.len() as f64)
+        }
+        _ => {
+            let mut sum = 0.0;
+            let mut count = 0u64;
+            let mut min = f64::INFINITY;
+            let mut max = f64::NEG_INFINITY;
+            for event in selected {
+                let number = match event.property(property) {
+                    Some(PropertyValue::Integer(value)) => value as f64,
+                    Some(PropertyValue::Float(value)) => value,
+                    _ => continue,
+                };
+                sum += number;
+                count += 1;
+                min = min.min(number);
+                max = max.max(number);
+            }
+            match function {
+                AggregateFunction::Sum => Some(sum),
+                AggregateFunction::Avg => (count > 0).then(|| sum / count as f64),
+                AggregateFunction::Min => (count > 0).then_some(min),
+                AggregateFunction::Max => (count > 0).then_some(max),
+                AggregateFunction::CountDistinct => None,
+            }
+        }
+    }
+}
+
+fn property_key(value: &PropertyValue<'_>) -> String {
+    match value {
+        PropertyValue::Str(text) => format!("s:{text}"),
+        PropertyValue::Integer(number) => format!("n:{}", *number as f64),
+        PropertyValue::Float(number) => format!("n:{number}"),
+        PropertyValue::Bool(flag) => format!("b:{flag}"),
+        PropertyValue::List(items) => format!("l:{items:?}"),
+    }
+}
+
+fn literal_ordering(value: &PropertyValue<'_>, literal: &Literal) -> Option<Ordering> {
+    match (value, literal) {
+        (PropertyValue::Str(text), Literal::String(other)) => Some((*text).cmp(other.as_str())),
+        (PropertyValue::Integer(number), Literal::Integer(other)) => Some(number.cmp(other)),
+        (PropertyValue::Integer(number), Literal::Float(other)) => Some(compare_numbers(
+            Number::Integer(*number),
+            Number::Float(*other),
+        )),
+        (PropertyValue::Float(number), Literal::Integer(other)) => Some(compare_numbers(
+            Number::Float(*number),
+            Number::Integer(*other),
+        )),
+        (PropertyValue::Float(number), Literal::Float(other)) => number.partial_cmp(other),
+        (PropertyValue::Bool(flag), Literal::Bool(other)) => Some(flag.cmp(other)),
+        _ => None,
+    }
+}
+
+/// Evaluates a property filter on one event.
+pub fn filter_matches(filter: &PropertyFilter, events: &EventStore, event: &EventView<'_>) -> bool {
+    let read = |property: &str| {
+        events
+            .property_name_id(property)
+            .and_then(|id| event.property(id))
+    };
+    match filter {
+        PropertyFilter::And(children) => children
+            .iter()
+            .all(|child| filter_matches(child, events, event)),
+        PropertyFilter::Or(children) => children
+            .iter()
+            .any(|child| filter_matches(child, events, event)),
+        PropertyFilter::Not(child) => !filter_matches(child, events, event),
+        PropertyFilter::Has { property } => read(property).is_some(),
+        PropertyFilter::Compare {
+            property,
+            op,
+            value,
+        } => read(property)
+            .and_then(|stored| literal_ordering(&stored, value))
+            .is_some_and(|ordering| ordering_satisfies(ordering, *op)),
+        PropertyFilter::Between {
+            property,
+            low,
+            high,
+        } => read(property).is_some_and(|stored| {
+            literal_ordering(&stored, low).is_some_and(|o| o != Ordering::Less)
+                && literal_ordering(&stored, high).is_some_and(|o| o != Ordering::Greater)
+        }),
+        PropertyFilter::In {
+            property,
+            values,
+            negated,
+        } => match read(property) {
+            Some(PropertyValue::List(items)) => {
+                let any = values
+                    .iter()
+                    .any(|value| matches!(value, Literal::String(text) if items.contains(&text.as_str())));
+                any != *negated
+            }
+            Some(stored) => {
+                let any = values
+                    .iter()
+                    .any(|value| literal_ordering(&stored, value) == Some(Ordering::Equal));
+                any != *negated
+            }
+            None => false,
+        },
+        PropertyFilter::Text {
+            property,
+            op,
+            pattern,
+        } => match read(property) {
+            Some(PropertyValue::Str(text)) => text_matches(*op, text, pattern),
+            Some(PropertyValue::List(items)) => {
+                *op == TextOp::Contains && items.contains(&pattern.as_str())
+            }
+            _ => false,
+        },
+    }
+}
+
+/// The next instant after `now_ms` at which a behavioral condition can change for this
+/// profile without new data: an event leaving (or a future-dated one entering) a
+/// sliding window, or a first/last time crossing a recency edge.
+pub fn next_change_after(
+    condition: &EventCondition,
+    shard: &Shard,
+    local: LocalId,
+    now_ms: i64,
+) -> Option<i64> {
+    let events = &shard.events;
+    let name = events.event_name_id(event_name(condition))?;
+    match condition {
+        EventCondition::Count {
+            window: EventWindow::Last { span_ms },
+            ..
+        }
+        | EventCondition::Aggregate {
+            window: EventWindow::Last { span_ms },
+            ..
+        } => {
+            // The oldest event inside the window leaves first; a future-dated event
+            // enters when its time comes.
+            let leaving = events
+                .events(local.0, name, now_ms.saturating_sub(*span_ms), now_ms)
+                .next()
+                .map(|event| event.time_ms.saturating_add(*span_ms).saturating_add(1));
+            let entering = events
+                .events(local.0, name, now_ms.saturating_add(1), i64::MAX)
+                .next()
+                .map(|event| event.time_ms);
+            leaving
+                .into_iter()
+                .chain(entering)
+                .filter(|edge| *edge > now_ms)
+                .min()
+        }
+        EventCondition::Performed {
+            which,
+            recency,
+            span_ms,
+            ..
+        } => {
+            let lifetime = events.lifetime(local.0, name)?;
+            let time = match which {
+                Performed::First => lifetime.first_ms,
+                Performed::Last => lifetime.last_ms,
+            };
+            recency_edges(*recency, *span_ms, time)
+                .into_iter()
+                .flatten()
+                .filter(|edge| *edge > now_ms)
+                .min()
+        }
+        _ => None,
+    }
 }

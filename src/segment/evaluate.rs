@@ -330,6 +330,7 @@ pub fn next_change_after(
             let time = shard.column(*column)?.get_timestamp(local.0)?;
             recency_edges(*recency, *span_ms, time)
                 .into_iter()
+                .flatten()
                 .filter(|edge| *edge > now_ms)
                 .min()
         }
@@ -338,17 +339,53 @@ pub fn next_change_after(
     }
 }
 
+/// The profiles for which [`next_change_after`] can return an instant: those holding a
+/// timestamp that a relative-time leaf reads, or that performed an event a behavioral
+/// leaf reads. For everyone else only new data can change the result, so recomputing a
+/// segment schedules timers for these alone.
+pub fn timer_candidates(condition: &Condition, shard: &Shard) -> RoaringBitmap {
+    match condition {
+        Condition::And(children) | Condition::Or(children) => {
+            let mut union = RoaringBitmap::new();
+            for child in children {
+                union |= timer_candidates(child, shard);
+            }
+            union
+        }
+        Condition::Not(child) => timer_candidates(child, shard),
+        Condition::Trait {
+            column,
+            predicate: Predicate::TimestampRecent { .. },
+        } => shard
+            .column(*column)
+            .map(|column| column.present.clone())
+            .unwrap_or_default(),
+        Condition::Event(event) => shard
+            .events
+            .event_name_id(behavior::event_name(event))
+            .map(|name| shard.events.profiles_with(name).clone())
+            .unwrap_or_default(),
+        _ => RoaringBitmap::new(),
+    }
+}
+
 /// The instants (values of "now") at which a relative-time test on time `t` flips;
 /// derived from [`recency_range`].
-pub fn recency_edges(recency: Recency, span_ms: i64, time: i64) -> Vec<i64> {
+pub fn recency_edges(recency: Recency, span_ms: i64, time: i64) -> [Option<i64>; 2] {
     match recency {
         // now-span <= t <= now  ⟺  t <= now <= t+span
-        Recency::WithinLast => vec![time, time.saturating_add(span_ms).saturating_add(1)],
+        Recency::WithinLast => [
+            Some(time),
+            Some(time.saturating_add(span_ms).saturating_add(1)),
+        ],
         // t < now-span  ⟺  now >= t+span+1
-        Recency::MoreThanAgo => vec![time.saturating_add(span_ms).saturating_add(1)],
+        Recency::MoreThanAgo => [Some(time.saturating_add(span_ms).saturating_add(1)), None],
         // t > now-span  ⟺  now <= t+span-1
-        Recency::LessThanAgo => vec![time.saturating_add(span_ms)],
+        Recency::LessThanAgo => [Some(time.saturating_add(span_ms)), None],
         // now <= t <= now+span  ⟺  t-span <= now <= t
-        Recency::WithinNext => vec![time.saturating_sub(span_ms), time.saturating_add(1)],
+        Recency::WithinNext => [
+            Some(time.saturating_sub(span_ms)),
+            Some(time.saturating_add(1)),
+        ],
     }
 }

@@ -2,7 +2,10 @@
 //! per-profile evaluator. It reads the AST directly against plain values, with no
 //! indexes, buckets or dictionaries, following the semantics in `compile`'s module doc.
 
-use crate::segment::ast::{CompareOp, Literal, Rule, TextOp};
+use crate::events::EventProperty;
+use crate::segment::ast::{
+    AggregateFunction, CompareOp, CountOp, Literal, Performed, Rule, TextOp, Window,
+};
 use crate::segment::evaluate::{random_bucket, recency_range};
 use crate::store::column::{compare_numbers, Number};
 use crate::store::value::{parse_timestamp, TraitValue};
@@ -14,6 +17,17 @@ use std::collections::BTreeMap;
 pub struct ReferenceProfile {
     pub traits: BTreeMap<String, TraitValue>,
     pub bucket_hash: u64,
+    /// Every event ever performed, in arrival order (no retention: tests keep windows
+    /// inside retention, where stored and all events agree).
+    pub events: Vec<ReferenceEvent>,
+}
+
+/// One event as plain values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ReferenceEvent {
+    pub name: String,
+    pub time_ms: i64,
+    pub properties: BTreeMap<String, EventProperty>,
 }
 
 /// Named segments the reference can follow for `in segment`.
@@ -57,8 +71,7 @@ fn literal_ordering(value: &TraitValue, literal: &Literal) -> Option<Ordering> {
     }
 }
 
-/// Whether `profile` matches `rule` at `now_ms` (trait conditions, segment references
-/// and random buckets; behavioral conditions are checked by the event model tests).
+/// Whether `profile` matches `rule` at `now_ms`.
 pub fn evaluate(
     rule: &Rule,
     profile: &ReferenceProfile,
@@ -144,6 +157,193 @@ pub fn evaluate(
                 xxhash_rust::xxh3::xxh3_64(salt_text.as_bytes()),
             ) < threshold
         }
-        Rule::EventCount { .. } | Rule::Performed { .. } | Rule::Aggregate { .. } => false,
+        Rule::EventCount {
+            event,
+            filter,
+            count_op,
+            count,
+            window,
+        } => {
+            let found = selected(profile, event, filter.as_deref(), window, now_ms).count() as u64;
+            let wanted = u64::from(*count);
+            match count_op {
+                CountOp::AtLeast => found >= wanted,
+                CountOp::AtMost => found <= wanted,
+                CountOp::Exactly => found == wanted,
+            }
+        }
+        Rule::Performed {
+            event,
+            which,
+            recency,
+            span,
+        } => {
+            let times = profile
+                .events
+                .iter()
+                .filter(|e| &e.name == event)
+                .map(|e| e.time_ms);
+            let time = match which {
+                Performed::First => times.min(),
+                Performed::Last => times.max(),
+            };
+            time.is_some_and(|time| {
+                let (low, high) = recency_range(*recency, span.millis(), now_ms);
+                low <= time && time <= high
+            })
+        }
+        Rule::Aggregate {
+            function,
+            event,
+            property,
+            filter,
+            window,
+            op,
+            value,
+        } => {
+            let mut events: Vec<&ReferenceEvent> =
+                selected(profile, event, filter.as_deref(), window, now_ms).collect();
+            // The engine reads events oldest first; summing in the same order keeps
+            // float sums identical.
+            events.sort_by_key(|e| e.time_ms);
+            let values: Vec<&EventProperty> = events
+                .iter()
+                .filter_map(|e| e.properties.get(property))
+                .collect();
+            let numbers: Vec<f64> = values
+                .iter()
+                .filter_map(|v| match v {
+                    EventProperty::Integer(n) => Some(*n as f64),
+                    EventProperty::Float(n) => Some(*n),
+                    _ => None,
+                })
+                .collect();
+            let result = match function {
+                AggregateFunction::Sum => Some(numbers.iter().fold(0.0, |a, b| a + b)),
+                AggregateFunction::Avg => (!numbers.is_empty())
+                    .then(|| numbers.iter().fold(0.0, |a, b| a + b) / numbers.len() as f64),
+                AggregateFunction::Min => numbers.iter().copied().reduce(f64::min),
+                AggregateFunction::Max => numbers.iter().copied().reduce(f64::max),
+                AggregateFunction::CountDistinct => {
+                    let mut distinct: Vec<String> =
+                        values.iter().map(|v| distinct_key(v)).collect();
+                    distinct.sort();
+                    distinct.dedup();
+                    Some(distinct.len() as f64)
+                }
+            };
+            result
+                .is_some_and(|result| result.partial_cmp(value).is_some_and(|o| satisfies(o, *op)))
+        }
+    }
+}
+
+fn distinct_key(value: &EventProperty) -> String {
+    match value {
+        EventProperty::String(text) => format!("s:{text}"),
+        EventProperty::Integer(number) => format!("n:{}", *number as f64),
+        EventProperty::Float(number) => format!("n:{number}"),
+        EventProperty::Bool(flag) => format!("b:{flag}"),
+        EventProperty::List(items) => format!("l:{items:?}"),
+    }
+}
+
+/// Events named `event` inside `window` that pass `filter`.
+fn selected<'a>(
+    profile: &'a ReferenceProfile,
+    event: &'a str,
+    filter: Option<&'a Rule>,
+    window: &'a Window,
+    now_ms: i64,
+) -> impl Iterator<Item = &'a ReferenceEvent> + 'a {
+    let (from, to) = match window {
+        Window::Lifetime => (i64::MIN, i64::MAX),
+        Window::Last { span } => (now_ms.saturating_sub(span.millis()), now_ms),
+        Window::Between { from, to } => (
+            parse_timestamp(from).unwrap_or(i64::MAX),
+            parse_timestamp(to).unwrap_or(i64::MIN),
+        ),
+    };
+    profile.events.iter().filter(move |e| {
+        e.name == event
+            && from <= e.time_ms
+            && e.time_ms <= to
+            && filter.is_none_or(|f| property_filter(f, &e.properties))
+    })
+}
+
+fn property_ordering(value: &EventProperty, literal: &Literal) -> Option<Ordering> {
+    match (value, literal) {
+        (EventProperty::String(text), Literal::String(other)) => Some(text.as_str().cmp(other)),
+        (EventProperty::Integer(n), Literal::Integer(other)) => Some(n.cmp(other)),
+        (EventProperty::Integer(n), Literal::Float(other)) => {
+            Some(compare_numbers(Number::Integer(*n), Number::Float(*other)))
+        }
+        (EventProperty::Float(n), Literal::Integer(other)) => {
+            Some(compare_numbers(Number::Float(*n), Number::Integer(*other)))
+        }
+        (EventProperty::Float(n), Literal::Float(other)) => n.partial_cmp(other),
+        (EventProperty::Bool(flag), Literal::Bool(other)) => Some(flag.cmp(other)),
+        _ => None,
+    }
+}
+
+/// A property filter (the rule AST with property names in place of traits).
+fn property_filter(rule: &Rule, properties: &BTreeMap<String, EventProperty>) -> bool {
+    match rule {
+        Rule::And { rules } => rules.iter().all(|r| property_filter(r, properties)),
+        Rule::Or { rules } => rules.iter().any(|r| property_filter(r, properties)),
+        Rule::Not { rule } => !property_filter(rule, properties),
+        Rule::Has { trait_name } => properties.contains_key(trait_name),
+        Rule::Compare {
+            trait_name,
+            op,
+            value,
+        } => properties
+            .get(trait_name)
+            .and_then(|stored| property_ordering(stored, value))
+            .is_some_and(|o| satisfies(o, *op)),
+        Rule::Between {
+            trait_name,
+            low,
+            high,
+        } => properties.get(trait_name).is_some_and(|stored| {
+            property_ordering(stored, low).is_some_and(|o| o.is_ge())
+                && property_ordering(stored, high).is_some_and(|o| o.is_le())
+        }),
+        Rule::In {
+            trait_name,
+            values,
+            negated,
+        } => match properties.get(trait_name) {
+            Some(EventProperty::List(items)) => {
+                let any = values
+                    .iter()
+                    .any(|value| matches!(value, Literal::String(text) if items.contains(text)));
+                any != *negated
+            }
+            Some(stored) => {
+                let any = values
+                    .iter()
+                    .any(|value| property_ordering(stored, value) == Some(Ordering::Equal));
+                any != *negated
+            }
+            None => false,
+        },
+        Rule::Text {
+            trait_name,
+            op,
+            value,
+        } => match properties.get(trait_name) {
+            Some(EventProperty::String(text)) => match op {
+                TextOp::Contains => text.contains(value.as_str()),
+                TextOp::StartsWith => text.starts_with(value.as_str()),
+                TextOp::EndsWith => text.ends_with(value.as_str()),
+            },
+            Some(EventProperty::List(items)) => *op == TextOp::Contains && items.contains(value),
+            _ => false,
+        },
+        // Rejected by validation inside filters.
+        _ => false,
     }
 }

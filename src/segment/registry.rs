@@ -106,7 +106,7 @@ fn collect_segments(condition: &Condition, into: &mut HashSet<SegmentId>) {
 pub struct Registry {
     segments: BTreeMap<SegmentId, Arc<SegmentDefinition>>,
     by_name: HashMap<String, SegmentId>,
-    next_id: u32,
+    pub(crate) next_id: u32,
     dependencies: HashMap<SegmentId, Dependencies>,
     /// Dynamic segments in dependency order (referenced before referencing).
     order: Vec<SegmentId>,

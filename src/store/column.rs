@@ -31,7 +31,7 @@ const TIMESTAMP_BUCKET_MS: i64 = 60_000;
 const FLOAT_KEY_LIMIT: f64 = 4.0e18;
 /// Dictionary codes are u16: a dictionary never holds more than DICTIONARY_LIMIT + 1
 /// values before the column switches to the arena form.
-const ABSENT_CODE: u16 = u16::MAX;
+pub(crate) const ABSENT_CODE: u16 = u16::MAX;
 /// A numeric comparison checks candidates one by one when they are fewer than
 /// 1/SCAN_RATIO of the column's values (measured: see BENCHMARKS.md).
 const SCAN_RATIO: u64 = 4;
@@ -121,18 +121,18 @@ fn float_key(value: f64) -> i64 {
 
 #[derive(Clone, Debug, Default)]
 pub struct DictionaryStrings {
-    codes: Vec<u16>,
-    values: Vec<Box<str>>,
-    lookup: HashMap<Box<str>, u32>,
-    members: Vec<RoaringBitmap>,
+    pub(crate) codes: Vec<u16>,
+    pub(crate) values: Vec<Box<str>>,
+    pub(crate) lookup: HashMap<Box<str>, u32>,
+    pub(crate) members: Vec<RoaringBitmap>,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct ArenaStrings {
     /// (offset, length) into `bytes` per profile; meaningless where not present.
-    spans: Vec<(u32, u32)>,
-    bytes: Vec<u8>,
-    garbage_bytes: usize,
+    pub(crate) spans: Vec<(u32, u32)>,
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) garbage_bytes: usize,
 }
 
 #[derive(Clone, Debug)]

@@ -93,12 +93,12 @@ impl SlotSet {
 /// Slot assignment of one shard: segment → slot and back.
 #[derive(Clone, Debug, Default)]
 pub struct Slots {
-    by_segment: Vec<u16>,
-    segments: Vec<Option<SegmentId>>,
-    free: Vec<u16>,
+    pub(crate) by_segment: Vec<u16>,
+    pub(crate) segments: Vec<Option<SegmentId>>,
+    pub(crate) free: Vec<u16>,
 }
 
-const NO_SLOT: u16 = u16::MAX;
+pub(crate) const NO_SLOT: u16 = u16::MAX;
 
 impl Slots {
     pub fn slot_of(&self, segment: SegmentId) -> Option<u16> {

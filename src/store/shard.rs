@@ -1,5 +1,6 @@
 //! One shard: dense local ids, trait columns, identifiers and memberships.
 
+use crate::events::{DetachedEvents, EventStore};
 use crate::ids::{ColumnId, LocalId, SegmentId, ShardId};
 use crate::store::column::{grow, Column};
 use crate::store::membership::{SlotSet, Slots};
@@ -8,18 +9,54 @@ use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
 
-/// TEMPORARY until the event store merges.
-#[derive(Debug, Default)]
-pub struct ProfileEvents;
-
 /// Identifiers held by one profile (identity traits live in their columns).
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct ProfileIdentity {
     pub user_id: Option<Box<str>>,
     pub anonymous_ids: Vec<Box<str>>,
+    /// Further userIds that reach this profile (from `alias` or a merge of two known
+    /// users); the profile stays addressed by `user_id`.
+    pub other_user_ids: Vec<Box<str>>,
+    /// Identity-trait keys (`t:email:x`) of profiles merged into this one whose values
+    /// this profile does not hold (its own values won): they still reach it, and must
+    /// go when it is deleted.
+    pub other_trait_keys: Vec<Box<str>>,
 }
 
 impl ProfileIdentity {
+    /// Identity-map keys of the identifiers held here (`u:` userIds, `a:` anonymousIds).
+    pub fn keys(&self) -> Vec<String> {
+        self.user_id
+            .iter()
+            .chain(self.other_user_ids.iter())
+            .map(|id| format!("u:{id}"))
+            .chain(self.anonymous_ids.iter().map(|id| format!("a:{id}")))
+            .chain(self.other_trait_keys.iter().map(|key| key.to_string()))
+            .collect()
+    }
+
+    /// Records identity-trait keys that reach this profile after a merge.
+    pub fn add_trait_keys<'a>(&mut self, keys: impl Iterator<Item = &'a String>) {
+        for key in keys.filter(|key| key.starts_with("t:")) {
+            if !self.other_trait_keys.iter().any(|known| **known == **key) {
+                self.other_trait_keys.push(key.as_str().into());
+            }
+        }
+    }
+
+    /// Records a userId that names this profile.
+    pub fn add_user_id(&mut self, user_id: &str) {
+        match &self.user_id {
+            None => self.user_id = Some(user_id.into()),
+            Some(existing) if &**existing == user_id => {}
+            Some(_) => {
+                if !self.other_user_ids.iter().any(|id| &**id == user_id) {
+                    self.other_user_ids.push(user_id.into());
+                }
+            }
+        }
+    }
+
     /// The id profiles are addressed by: `userId`, else `anon:<anonymousId>`.
     pub fn external_id(&self) -> String {
         match (&self.user_id, self.anonymous_ids.first()) {
@@ -35,8 +72,8 @@ pub struct Shard {
     pub id: ShardId,
     /// Allocated local ids.
     pub live: RoaringBitmap,
-    free_ids: Vec<u32>,
-    next_local: u32,
+    pub(crate) free_ids: Vec<u32>,
+    pub(crate) next_local: u32,
     /// Trait columns by global column id; `None` until a profile here sets the trait.
     pub columns: Vec<Option<Column>>,
     pub identities: Vec<ProfileIdentity>,
@@ -49,10 +86,12 @@ pub struct Shard {
     pub slots: Slots,
     /// Next time-driven re-evaluation per (profile, segment).
     pub timers: TimerQueue,
+    /// Events within retention and lifetime aggregates.
+    pub events: EventStore,
 }
 
 impl Shard {
-    pub fn new(id: ShardId) -> Shard {
+    pub fn new(id: ShardId, event_retention_ms: i64) -> Shard {
         Shard {
             id,
             live: RoaringBitmap::new(),
@@ -65,6 +104,7 @@ impl Shard {
             profile_segments: Vec::new(),
             slots: Slots::default(),
             timers: TimerQueue::default(),
+            events: EventStore::new(event_retention_ms),
         }
     }
 
@@ -111,6 +151,7 @@ impl Shard {
         self.identities[id as usize] = ProfileIdentity::default();
         self.bucket_hashes[id as usize] = 0;
         self.timers.clear_profile(local);
+        self.events.remove_profile(id);
         self.free_ids.push(id);
         segments
     }
@@ -221,12 +262,14 @@ impl Shard {
     }
 
     /// Removes and returns a profile's events (for a merge).
-    pub fn take_events(&mut self, _local: LocalId) -> ProfileEvents {
-        ProfileEvents
+    pub fn take_events(&mut self, local: LocalId) -> DetachedEvents {
+        self.events.detach(local.0)
     }
 
     /// Adds events taken from another profile.
-    pub fn give_events(&mut self, _local: LocalId, _events: ProfileEvents) {}
+    pub fn give_events(&mut self, local: LocalId, events: DetachedEvents, now_ms: i64) {
+        self.events.attach(local.0, events, now_ms);
+    }
 
     pub fn memory_bytes(&self) -> usize {
         let columns: usize = self
@@ -249,7 +292,13 @@ impl Shard {
             .identities
             .iter()
             .map(|identity| {
-                40 + identity.user_id.as_ref().map_or(0, |id| id.len())
+                64 + identity.user_id.as_ref().map_or(0, |id| id.len())
+                    + identity
+                        .other_user_ids
+                        .iter()
+                        .chain(identity.other_trait_keys.iter())
+                        .map(|id| id.len() + 16)
+                        .sum::<usize>()
                     + identity
                         .anonymous_ids
                         .iter()
@@ -258,6 +307,8 @@ impl Shard {
             })
             .sum();
         columns
+            + self.events.memory_bytes()
+            + self.timers.memory_bytes()
             + members
             + lists
             + identities

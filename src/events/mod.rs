@@ -1,0 +1,1217 @@
+//! Per-shard event store: the events of each profile within the retention window, plus
+//! lifetime aggregates per event name that outlive retention.
+//!
+//! Layout (per profile, allocated on its first event):
+//! - `events`: fixed 24-byte records (`time_ms` i64, name id u32, offset and length of
+//!   the encoded properties u32 each), kept sorted by (name, time, arrival) so "events
+//!   named N between t1 and t2" is two binary searches;
+//! - `properties`: one byte arena holding every event's encoded properties
+//!   (`[property id u16][tag u8][payload]`, little-endian), compacted when expiry has
+//!   left more than half of it unused;
+//! - `lifetime`: (name, count, first time, last time) per event name ever performed.
+//!
+//! Names and property names are interned per shard; `with_event[name]` holds the
+//! profiles that ever performed the event, so behavioral conditions only look at
+//! profiles that can match differently from "no events at all".
+//!
+//! Retention: events older than `now - retention` are not stored (they still count in
+//! the lifetime aggregates) and are removed by `expire`, which sweeps a bounded number
+//! of profiles per call, and when a profile receives a new event.
+
+use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES};
+use roaring::RoaringBitmap;
+use serde_json::Value;
+use std::collections::HashMap;
+use xxhash_rust::xxh3::Xxh3Builder;
+
+/// Longest event name accepted.
+pub const MAX_EVENT_NAME_BYTES: usize = 256;
+/// Most properties (after flattening) one event may carry.
+pub const MAX_PROPERTIES_PER_EVENT: usize = 256;
+/// Deepest nesting of property objects.
+pub const MAX_PROPERTY_NESTING: usize = 8;
+/// Most events one profile keeps within retention; beyond it the oldest are dropped
+/// (and counted) so one runaway client cannot exhaust memory. Lifetime counts stay
+/// exact.
+pub const MAX_EVENTS_PER_PROFILE: usize = 50_000;
+/// Most distinct event names and property names per shard (ids are u16/u32; the bound
+/// keeps the interners from growing without limit on garbage input).
+pub const MAX_EVENT_NAMES: usize = 65_535;
+pub const MAX_PROPERTY_NAMES: usize = 65_535;
+
+/// Interned event name (per shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EventNameId(pub u32);
+
+/// Interned property name (per shard).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PropertyNameId(pub u16);
+
+/// An owned event property value, as prepared from JSON.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EventProperty {
+    String(String),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<String>),
+}
+
+impl EventProperty {
+    pub fn to_json(&self) -> Value {
+        match self {
+            EventProperty::String(text) => Value::String(text.clone()),
+            EventProperty::Integer(number) => Value::from(*number),
+            EventProperty::Float(number) => Value::from(*number),
+            EventProperty::Bool(flag) => Value::Bool(*flag),
+            EventProperty::List(items) => {
+                Value::Array(items.iter().cloned().map(Value::String).collect())
+            }
+        }
+    }
+}
+
+/// A property value read in place from the arena.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PropertyValue<'a> {
+    Str(&'a str),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    List(Vec<&'a str>),
+}
+
+impl PropertyValue<'_> {
+    fn to_owned_property(&self) -> EventProperty {
+        match self {
+            PropertyValue::Str(text) => EventProperty::String(text.to_string()),
+            PropertyValue::Integer(number) => EventProperty::Integer(*number),
+            PropertyValue::Float(number) => EventProperty::Float(*number),
+            PropertyValue::Bool(flag) => EventProperty::Bool(*flag),
+            PropertyValue::List(items) => {
+                EventProperty::List(items.iter().map(|item| item.to_string()).collect())
+            }
+        }
+    }
+}
+
+/// Why an event cannot be stored. The whole message is rejected.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum EventError {
+    #[error("event name is empty — track calls need an \"event\" name")]
+    EmptyName,
+    #[error("event name is {length} bytes; at most {MAX_EVENT_NAME_BYTES} are accepted")]
+    NameTooLong { length: usize },
+    #[error("property name `{name}` is empty or longer than {MAX_TRAIT_NAME_BYTES} bytes")]
+    BadPropertyName { name: String },
+    #[error("event has {count} properties after flattening; at most {MAX_PROPERTIES_PER_EVENT} are accepted")]
+    TooManyProperties { count: usize },
+    #[error("property `{name}` nests objects deeper than {MAX_PROPERTY_NESTING} levels")]
+    TooDeep { name: String },
+    #[error(
+        "property `{name}` is a string of {length} bytes; at most {MAX_STRING_BYTES} are accepted"
+    )]
+    StringTooLong { name: String, length: usize },
+    #[error(
+        "property `{name}` is a list of {length} items; at most {MAX_LIST_ITEMS} are accepted"
+    )]
+    ListTooLong { name: String, length: usize },
+    #[error("property `{name}` is the number {value}, outside the range segd stores (64-bit integers, finite floats)")]
+    NumberOutOfRange { name: String, value: String },
+}
+
+impl EventError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            EventError::EmptyName | EventError::NameTooLong { .. } => "bad_event_name",
+            EventError::BadPropertyName { .. } => "bad_property_name",
+            EventError::TooManyProperties { .. } => "too_many_properties",
+            EventError::TooDeep { .. } => "properties_too_deep",
+            EventError::StringTooLong { .. } => "value_too_long",
+            EventError::ListTooLong { .. } => "list_too_long",
+            EventError::NumberOutOfRange { .. } => "number_out_of_range",
+        }
+    }
+}
+
+/// Checks an event name.
+pub fn check_event_name(name: &str) -> Result<(), EventError> {
+    if name.is_empty() {
+        return Err(EventError::EmptyName);
+    }
+    if name.len() > MAX_EVENT_NAME_BYTES {
+        return Err(EventError::NameTooLong { length: name.len() });
+    }
+    Ok(())
+}
+
+/// Flattens JSON properties into dotted names. Nulls are skipped (a null property is
+/// absent); arrays become lists of strings (numbers and booleans as their JSON text,
+/// nested objects and arrays as their compact JSON text, e.g. Segment's `products`).
+pub fn prepare_properties(
+    properties: &serde_json::Map<String, Value>,
+) -> Result<Vec<(String, EventProperty)>, EventError> {
+    let mut out = Vec::new();
+    flatten_properties("", properties, 1, &mut out)?;
+    Ok(out)
+}
+
+fn flatten_properties(
+    prefix: &str,
+    object: &serde_json::Map<String, Value>,
+    depth: usize,
+    out: &mut Vec<(String, EventProperty)>,
+) -> Result<(), EventError> {
+    for (key, value) in object {
+        let name = if prefix.is_empty() {
+            key.clone()
+        } else {
+            format!("{prefix}.{key}")
+        };
+        if name.is_empty() || name.len() > MAX_TRAIT_NAME_BYTES {
+            return Err(EventError::BadPropertyName { name });
+        }
+        let property = match value {
+            Value::Null => continue,
+            Value::Object(inner) => {
+                if depth >= MAX_PROPERTY_NESTING {
+                    return Err(EventError::TooDeep { name });
+                }
+                flatten_properties(&name, inner, depth + 1, out)?;
+                continue;
+            }
+            Value::Bool(flag) => EventProperty::Bool(*flag),
+            Value::Number(number) => match number.as_i64() {
+                Some(integer) => EventProperty::Integer(integer),
+                // Unsigned beyond i64 would lose precision as a float: rejected, as for traits.
+                None => match number.as_f64().filter(|_| !number.is_u64()) {
+                    Some(float) if float.is_finite() => EventProperty::Float(float),
+                    _ => {
+                        return Err(EventError::NumberOutOfRange {
+                            name,
+                            value: number.to_string(),
+                        })
+                    }
+                },
+            },
+            Value::String(text) => {
+                if text.len() > MAX_STRING_BYTES {
+                    return Err(EventError::StringTooLong {
+                        name,
+                        length: text.len(),
+                    });
+                }
+                EventProperty::String(text.clone())
+            }
+            Value::Array(items) => {
+                if items.len() > MAX_LIST_ITEMS {
+                    return Err(EventError::ListTooLong {
+                        name,
+                        length: items.len(),
+                    });
+                }
+                let mut strings = Vec::with_capacity(items.len());
+                for item in items {
+                    let text = match item {
+                        Value::String(text) => text.clone(),
+                        other => other.to_string(),
+                    };
+                    if text.len() > MAX_STRING_BYTES {
+                        return Err(EventError::StringTooLong {
+                            name,
+                            length: text.len(),
+                        });
+                    }
+                    strings.push(text);
+                }
+                EventProperty::List(strings)
+            }
+        };
+        out.push((name, property));
+        if out.len() > MAX_PROPERTIES_PER_EVENT {
+            return Err(EventError::TooManyProperties { count: out.len() });
+        }
+    }
+    Ok(())
+}
+
+/// Lifetime aggregate of one event name for one profile (kept beyond retention).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    pub count: u64,
+    pub first_ms: i64,
+    pub last_ms: i64,
+}
+
+impl Lifetime {
+    fn add(&mut self, other: Lifetime) {
+        self.count += other.count;
+        self.first_ms = self.first_ms.min(other.first_ms);
+        self.last_ms = self.last_ms.max(other.last_ms);
+    }
+}
+
+/// One stored event: 24 bytes plus its encoded properties in the arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StoredEvent {
+    pub(crate) time_ms: i64,
+    pub(crate) name: EventNameId,
+    pub(crate) properties_start: u32,
+    pub(crate) properties_len: u32,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct ProfileEvents {
+    /// Sorted by (name, time); equal keys keep arrival order.
+    pub(crate) events: Vec<StoredEvent>,
+    pub(crate) properties: Vec<u8>,
+    /// Bytes of `properties` no longer referenced (expired events).
+    pub(crate) garbage_bytes: usize,
+    pub(crate) lifetime: Vec<(EventNameId, Lifetime)>,
+}
+
+impl ProfileEvents {
+    fn name_range(&self, name: EventNameId) -> std::ops::Range<usize> {
+        let start = self.events.partition_point(|event| event.name < name);
+        let end = self.events.partition_point(|event| event.name <= name);
+        start..end
+    }
+
+    fn window_range(&self, name: EventNameId, from_ms: i64, to_ms: i64) -> std::ops::Range<usize> {
+        let range = self.name_range(name);
+        let slice = &self.events[range.clone()];
+        let start = slice.partition_point(|event| event.time_ms < from_ms);
+        let end = slice.partition_point(|event| event.time_ms <= to_ms);
+        (range.start + start)..(range.start + end.max(start))
+    }
+
+    fn lifetime(&self, name: EventNameId) -> Option<Lifetime> {
+        self.lifetime
+            .iter()
+            .find(|(entry, _)| *entry == name)
+            .map(|(_, lifetime)| *lifetime)
+    }
+
+    fn add_lifetime(&mut self, name: EventNameId, added: Lifetime) {
+        match self.lifetime.iter_mut().find(|(entry, _)| *entry == name) {
+            Some((_, lifetime)) => lifetime.add(added),
+            None => self.lifetime.push((name, added)),
+        }
+    }
+
+    fn properties_of(&self, event: &StoredEvent) -> &[u8] {
+        let start = event.properties_start as usize;
+        &self.properties[start..start + event.properties_len as usize]
+    }
+
+    /// Drops events older than `cutoff_ms`; returns how many were dropped.
+    fn drop_older_than(&mut self, cutoff_ms: i64) -> usize {
+        let before = self.events.len();
+        let mut freed = 0usize;
+        self.events.retain(|event| {
+            let keep = event.time_ms >= cutoff_ms;
+            if !keep {
+                freed += event.properties_len as usize;
+            }
+            keep
+        });
+        self.garbage_bytes += freed;
+        self.compact_if_sparse();
+        before - self.events.len()
+    }
+
+    /// Drops the oldest events beyond the per-profile bound.
+    fn drop_oldest_beyond(&mut self, limit: usize) -> usize {
+        if self.events.len() <= limit {
+            return 0;
+        }
+        let excess = self.events.len() - limit;
+        let mut times: Vec<i64> = self.events.iter().map(|event| event.time_ms).collect();
+        let (_, nth, _) = times.select_nth_unstable(excess - 1);
+        let cutoff = *nth;
+        // Drop everything strictly older than the cutoff, then events at the cutoff in
+        // arrival order until the excess is gone.
+        let mut remaining = excess;
+        let mut freed = 0usize;
+        let mut at_cutoff_budget = excess
+            - self
+                .events
+                .iter()
+                .filter(|event| event.time_ms < cutoff)
+                .count();
+        self.events.retain(|event| {
+            let drop = if event.time_ms < cutoff {
+                true
+            } else if event.time_ms == cutoff && at_cutoff_budget > 0 {
+                at_cutoff_budget -= 1;
+                true
+            } else {
+                false
+            };
+            if drop {
+                remaining -= 1;
+                freed += event.properties_len as usize;
+            }
+            !drop
+        });
+        debug_assert_eq!(remaining, 0);
+        self.garbage_bytes += freed;
+        self.compact_if_sparse();
+        excess
+    }
+
+    fn compact_if_sparse(&mut self) {
+        if self.garbage_bytes * 2 <= self.properties.len() {
+            return;
+        }
+        let mut compacted = Vec::with_capacity(self.properties.len() - self.garbage_bytes);
+        for event in &mut self.events {
+            let start = event.properties_start as usize;
+            let bytes = &self.properties[start..start + event.properties_len as usize];
+            event.properties_start = compacted.len() as u32;
+            compacted.extend_from_slice(bytes);
+        }
+        self.properties = compacted;
+        self.garbage_bytes = 0;
+    }
+
+    fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<ProfileEvents>()
+            + self.events.capacity() * std::mem::size_of::<StoredEvent>()
+            + self.properties.capacity()
+            + self.lifetime.capacity() * std::mem::size_of::<(EventNameId, Lifetime)>()
+    }
+}
+
+/// A stored event seen through the store: its time and its properties.
+#[derive(Clone, Copy, Debug)]
+pub struct EventView<'a> {
+    pub time_ms: i64,
+    encoded: &'a [u8],
+}
+
+const TAG_STRING: u8 = 0;
+const TAG_INTEGER: u8 = 1;
+const TAG_FLOAT: u8 = 2;
+const TAG_BOOL: u8 = 3;
+const TAG_LIST: u8 = 4;
+
+/// Reads a little-endian u32 at `at`. The arena is written only by `encode_properties`,
+/// so lengths are always in bounds; slicing still checks.
+fn read_u32(bytes: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn read_str(bytes: &[u8], at: usize) -> (&str, usize) {
+    let length = read_u32(bytes, at) as usize;
+    let text = std::str::from_utf8(&bytes[at + 4..at + 4 + length]).unwrap_or_default();
+    (text, at + 4 + length)
+}
+
+/// Decodes one property starting at `at`; returns its id, value and the next offset.
+fn decode_property(bytes: &[u8], at: usize) -> (PropertyNameId, PropertyValue<'_>, usize) {
+    let id = PropertyNameId(u16::from_le_bytes([bytes[at], bytes[at + 1]]));
+    let tag = bytes[at + 2];
+    let at = at + 3;
+    match tag {
+        TAG_STRING => {
+            let (text, next) = read_str(bytes, at);
+            (id, PropertyValue::Str(text), next)
+        }
+        TAG_INTEGER => (
+            id,
+            PropertyValue::Integer(i64::from_le_bytes(
+                bytes[at..at + 8].try_into().expect("8 bytes"),
+            )),
+            at + 8,
+        ),
+        TAG_FLOAT => (
+            id,
+            PropertyValue::Float(f64::from_le_bytes(
+                bytes[at..at + 8].try_into().expect("8 bytes"),
+            )),
+            at + 8,
+        ),
+        TAG_BOOL => (id, PropertyValue::Bool(bytes[at] != 0), at + 1),
+        _ => {
+            let count = u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
+            let mut next = at + 2;
+            let mut items = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (text, after) = read_str(bytes, next);
+                items.push(text);
+                next = after;
+            }
+            (id, PropertyValue::List(items), next)
+        }
+    }
+}
+
+/// Whether `bytes` is a well-formed sequence of encoded properties with ids below
+/// `property_count` (checked walk; the unchecked decoder trusts what we wrote).
+fn valid_encoding(bytes: &[u8], property_count: usize) -> bool {
+    fn text(bytes: &[u8], at: usize) -> Option<usize> {
+        let length = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        let end = (at + 4).checked_add(length)?;
+        std::str::from_utf8(bytes.get(at + 4..end)?).ok()?;
+        Some(end)
+    }
+    let mut at = 0;
+    while at < bytes.len() {
+        let Some(header) = bytes.get(at..at + 3) else {
+            return false;
+        };
+        if u16::from_le_bytes([header[0], header[1]]) as usize >= property_count {
+            return false;
+        }
+        let next = match header[2] {
+            TAG_STRING => text(bytes, at + 3),
+            TAG_INTEGER | TAG_FLOAT => (bytes.len() >= at + 11).then_some(at + 11),
+            TAG_BOOL => (bytes.len() >= at + 4).then_some(at + 4),
+            TAG_LIST => {
+                let Some(count) = bytes.get(at + 3..at + 5) else {
+                    return false;
+                };
+                let mut next = Some(at + 5);
+                for _ in 0..u16::from_le_bytes([count[0], count[1]]) {
+                    next = next.and_then(|position| text(bytes, position));
+                }
+                next
+            }
+            _ => None,
+        };
+        match next {
+            Some(next) => at = next,
+            None => return false,
+        }
+    }
+    true
+}
+
+impl<'a> EventView<'a> {
+    /// The value of one property, if the event carries it.
+    pub fn property(&self, id: PropertyNameId) -> Option<PropertyValue<'a>> {
+        let mut at = 0;
+        while at < self.encoded.len() {
+            let (property, value, next) = decode_property(self.encoded, at);
+            if property == id {
+                return Some(value);
+            }
+            at = next;
+        }
+        None
+    }
+
+    /// Every property (for profile cards and merges).
+    pub fn properties(&self) -> Vec<(PropertyNameId, PropertyValue<'a>)> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < self.encoded.len() {
+            let (property, value, next) = decode_property(self.encoded, at);
+            out.push((property, value));
+            at = next;
+        }
+        out
+    }
+}
+
+/// Counters for metrics and the bench report.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EventStats {
+    /// Events currently stored (within retention).
+    pub stored: u64,
+    /// Events that arrived already older than retention (lifetime only).
+    pub arrived_expired: u64,
+    /// Events removed by expiry.
+    pub expired: u64,
+    /// Events dropped because a profile exceeded `MAX_EVENTS_PER_PROFILE`.
+    pub dropped_over_limit: u64,
+}
+
+/// One detached event: name, time, properties.
+pub type DetachedEvent = (String, i64, Vec<(String, EventProperty)>);
+
+/// One event as listed on a profile card: name, time, properties.
+pub type ListedEvent<'a> = (&'a str, i64, Vec<(&'a str, EventProperty)>);
+
+/// An owned copy of one profile's events, moved between shards by identity merges.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DetachedEvents {
+    pub lifetime: Vec<(String, Lifetime)>,
+    pub events: Vec<DetachedEvent>,
+}
+
+/// The event store of one shard.
+#[derive(Debug)]
+pub struct EventStore {
+    retention_ms: i64,
+    // xxh3 instead of SipHash: names are looked up on every evaluation of a
+    // behavioral condition. Seeded per store, so crafted names cannot collide at will.
+    names: HashMap<Box<str>, EventNameId, Xxh3Builder>,
+    pub(crate) name_list: Vec<Box<str>>,
+    property_names: HashMap<Box<str>, PropertyNameId, Xxh3Builder>,
+    pub(crate) property_list: Vec<Box<str>>,
+    pub(crate) profiles: Vec<Option<Box<ProfileEvents>>>,
+    /// Per event name: profiles that ever performed it (lifetime).
+    with_event: Vec<RoaringBitmap>,
+    /// Next local id the expiry sweep looks at.
+    sweep_cursor: usize,
+    stats: EventStats,
+}
+
+fn seeded_hasher() -> Xxh3Builder {
+    use std::hash::BuildHasher;
+    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
+    Xxh3Builder::new().with_seed(seed)
+}
+
+static EMPTY_BITMAP: std::sync::OnceLock<RoaringBitmap> = std::sync::OnceLock::new();
+
+impl EventStore {
+    pub fn new(retention_ms: i64) -> EventStore {
+        EventStore {
+            retention_ms,
+            names: HashMap::with_hasher(seeded_hasher()),
+            name_list: Vec::new(),
+            property_names: HashMap::with_hasher(seeded_hasher()),
+            property_list: Vec::new(),
+            profiles: Vec::new(),
+            with_event: Vec::new(),
+            sweep_cursor: 0,
+            stats: EventStats::default(),
+        }
+    }
+
+    pub fn retention_ms(&self) -> i64 {
+        self.retention_ms
+    }
+
+    pub fn stats(&self) -> EventStats {
+        self.stats
+    }
+
+    pub fn event_name_id(&self, name: &str) -> Option<EventNameId> {
+        self.names.get(name).copied()
+    }
+
+    pub fn event_name(&self, id: EventNameId) -> &str {
+        &self.name_list[id.0 as usize]
+    }
+
+    pub fn property_name_id(&self, name: &str) -> Option<PropertyNameId> {
+        self.property_names.get(name).copied()
+    }
+
+    pub fn property_name(&self, id: PropertyNameId) -> &str {
+        &self.property_list[id.0 as usize]
+    }
+
+    /// Whether `count` more distinct names fit (checked before anything is applied).
+    pub fn has_room_for(&self, event: &str, properties: &[(String, EventProperty)]) -> bool {
+        let new_event = usize::from(!self.names.contains_key(event));
+        let new_properties = properties
+            .iter()
+            .filter(|(name, _)| !self.property_names.contains_key(name.as_str()))
+            .count();
+        self.name_list.len() + new_event <= MAX_EVENT_NAMES
+            && self.property_list.len() + new_properties <= MAX_PROPERTY_NAMES
+    }
+
+    fn intern_name(&mut self, name: &str) -> EventNameId {
+        if let Some(id) = self.names.get(name) {
+            return *id;
+        }
+        let id = EventNameId(self.name_list.len() as u32);
+        self.names.insert(name.into(), id);
+        self.name_list.push(name.into());
+        self.with_event.push(RoaringBitmap::new());
+        id
+    }
+
+    fn intern_property(&mut self, name: &str) -> PropertyNameId {
+        if let Some(id) = self.property_names.get(name) {
+            return *id;
+        }
+        let id = PropertyNameId(self.property_list.len() as u16);
+        self.property_names.insert(name.into(), id);
+        self.property_list.push(name.into());
+        id
+    }
+
+    /// Profiles that ever performed `name`.
+    pub fn profiles_with(&self, name: EventNameId) -> &RoaringBitmap {
+        self.with_event
+            .get(name.0 as usize)
+            .unwrap_or_else(|| EMPTY_BITMAP.get_or_init(RoaringBitmap::new))
+    }
+
+    fn profile(&self, local: u32) -> Option<&ProfileEvents> {
+        self.profiles.get(local as usize).and_then(|p| p.as_deref())
+    }
+
+    pub fn lifetime(&self, local: u32, name: EventNameId) -> Option<Lifetime> {
+        self.profile(local)?.lifetime(name)
+    }
+
+    /// Lifetime aggregates of every event name a profile performed.
+    pub fn lifetimes(&self, local: u32) -> Vec<(&str, Lifetime)> {
+        self.profile(local)
+            .map(|profile| {
+                profile
+                    .lifetime
+                    .iter()
+                    .map(|(name, lifetime)| (self.event_name(*name), *lifetime))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Stored events named `name` with `from_ms <= time <= to_ms`, oldest first.
+    pub fn events(
+        &self,
+        local: u32,
+        name: EventNameId,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Iterator<Item = EventView<'_>> + '_ {
+        let profile = self.profile(local);
+        let range = profile.map_or(0..0, |p| p.window_range(name, from_ms, to_ms));
+        range.map(move |index| {
+            let profile = profile.expect("range is empty without a profile");
+            let event = &profile.events[index];
+            EventView {
+                time_ms: event.time_ms,
+                encoded: profile.properties_of(event),
+            }
+        })
+    }
+
+    /// Number of stored events named `name` in `[from_ms, to_ms]` (two binary searches).
+    pub fn count_in_window(&self, local: u32, name: EventNameId, from_ms: i64, to_ms: i64) -> u64 {
+        self.profile(local)
+            .map_or(0, |p| p.window_range(name, from_ms, to_ms).len() as u64)
+    }
+
+    /// The `limit` most recent stored events of a profile, newest first.
+    pub fn recent(&self, local: u32, limit: usize) -> Vec<ListedEvent<'_>> {
+        let Some(profile) = self.profile(local) else {
+            return Vec::new();
+        };
+        let mut order: Vec<&StoredEvent> = profile.events.iter().collect();
+        order.sort_by_key(|event| std::cmp::Reverse(event.time_ms));
+        order
+            .into_iter()
+            .take(limit)
+            .map(|event| {
+                let view = EventView {
+                    time_ms: event.time_ms,
+                    encoded: profile.properties_of(event),
+                };
+                let properties = view
+                    .properties()
+                    .into_iter()
+                    .map(|(id, value)| (self.property_name(id), value.to_owned_property()))
+                    .collect();
+                (self.event_name(event.name), event.time_ms, properties)
+            })
+            .collect()
+    }
+
+    /// Stores an event (and updates its lifetime aggregate). Returns false when the
+    /// event is older than retention and only counted in the lifetime aggregate.
+    /// Callers check `has_room_for` first.
+    pub fn insert(
+        &mut self,
+        local: u32,
+        event: &str,
+        time_ms: i64,
+        properties: &[(String, EventProperty)],
+        now_ms: i64,
+    ) -> bool {
+        let name = self.intern_name(event);
+        let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
+        let stored = time_ms >= cutoff_ms;
+        let encoded = if stored {
+            self.encode_properties(properties)
+        } else {
+            Vec::new()
+        };
+        let index = local as usize;
+        if self.profiles.len() <= index {
+            self.profiles.resize_with(index + 1, || None);
+        }
+        let profile = self.profiles[index].get_or_insert_with(Default::default);
+        profile.add_lifetime(
+            name,
+            Lifetime {
+                count: 1,
+                first_ms: time_ms,
+                last_ms: time_ms,
+            },
+        );
+        self.with_event[name.0 as usize].insert(local);
+        if !stored {
+            self.stats.arrived_expired += 1;
+            return false;
+        }
+        // Expire this profile's old events while we hold it anyway.
+        let expired = profile.drop_older_than(cutoff_ms);
+        let record = StoredEvent {
+            time_ms,
+            name,
+            properties_start: profile.properties.len() as u32,
+            properties_len: encoded.len() as u32,
+        };
+        profile.properties.extend_from_slice(&encoded);
+        let position = profile
+            .events
+            .partition_point(|other| (other.name, other.time_ms) <= (name, time_ms));
+        profile.events.insert(position, record);
+        let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
+        self.stats.expired += expired as u64;
+        self.stats.dropped_over_limit += dropped as u64;
+        self.stats.stored = self.stats.stored + 1 - expired as u64 - dropped as u64;
+        true
+    }
+
+    fn encode_properties(&mut self, properties: &[(String, EventProperty)]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (name, value) in properties {
+            let id = self.intern_property(name);
+            out.extend_from_slice(&id.0.to_le_bytes());
+            let push_str = |out: &mut Vec<u8>, text: &str| {
+                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+                out.extend_from_slice(text.as_bytes());
+            };
+            match value {
+                EventProperty::String(text) => {
+                    out.push(TAG_STRING);
+                    push_str(&mut out, text);
+                }
+                EventProperty::Integer(number) => {
+                    out.push(TAG_INTEGER);
+                    out.extend_from_slice(&number.to_le_bytes());
+                }
+                EventProperty::Float(number) => {
+                    out.push(TAG_FLOAT);
+                    out.extend_from_slice(&number.to_le_bytes());
+                }
+                EventProperty::Bool(flag) => {
+                    out.push(TAG_BOOL);
+                    out.push(u8::from(*flag));
+                }
+                EventProperty::List(items) => {
+                    out.push(TAG_LIST);
+                    out.extend_from_slice(&(items.len() as u16).to_le_bytes());
+                    for item in items {
+                        push_str(&mut out, item);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Removes every event of a profile (deletion or the absorbed side of a merge).
+    pub fn remove_profile(&mut self, local: u32) {
+        let Some(slot) = self.profiles.get_mut(local as usize) else {
+            return;
+        };
+        if let Some(profile) = slot.take() {
+            self.stats.stored -= profile.events.len() as u64;
+            for (name, _) in &profile.lifetime {
+                self.with_event[name.0 as usize].remove(local);
+            }
+        }
+    }
+
+    /// Takes a profile's events out as owned data (for a merge into another shard).
+    pub fn detach(&mut self, local: u32) -> DetachedEvents {
+        let Some(profile) = self.profile(local) else {
+            return DetachedEvents::default();
+        };
+        let detached = DetachedEvents {
+            lifetime: profile
+                .lifetime
+                .iter()
+                .map(|(name, lifetime)| (self.event_name(*name).to_string(), *lifetime))
+                .collect(),
+            events: profile
+                .events
+                .iter()
+                .map(|event| {
+                    let view = EventView {
+                        time_ms: event.time_ms,
+                        encoded: profile.properties_of(event),
+                    };
+                    let properties = view
+                        .properties()
+                        .into_iter()
+                        .map(|(id, value)| {
+                            (
+                                self.property_name(id).to_string(),
+                                value.to_owned_property(),
+                            )
+                        })
+                        .collect();
+                    (
+                        self.event_name(event.name).to_string(),
+                        event.time_ms,
+                        properties,
+                    )
+                })
+                .collect(),
+        };
+        self.remove_profile(local);
+        detached
+    }
+
+    /// Adds detached events to a profile: lifetime aggregates add up (counts summed,
+    /// earliest first, latest last), stored events are inserted in time order.
+    pub fn attach(&mut self, local: u32, detached: DetachedEvents, now_ms: i64) {
+        let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
+        for (event, time_ms, properties) in &detached.events {
+            if *time_ms < cutoff_ms || !self.has_room_for(event, properties) {
+                continue;
+            }
+            let name = self.intern_name(event);
+            let encoded = self.encode_properties(properties);
+            let index = local as usize;
+            if self.profiles.len() <= index {
+                self.profiles.resize_with(index + 1, || None);
+            }
+            let profile = self.profiles[index].get_or_insert_with(Default::default);
+            let record = StoredEvent {
+                time_ms: *time_ms,
+                name,
+                properties_start: profile.properties.len() as u32,
+                properties_len: encoded.len() as u32,
+            };
+            profile.properties.extend_from_slice(&encoded);
+            let position = profile
+                .events
+                .partition_point(|other| (other.name, other.time_ms) <= (name, *time_ms));
+            profile.events.insert(position, record);
+            let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
+            self.stats.dropped_over_limit += dropped as u64;
+            self.stats.stored = self.stats.stored + 1 - dropped as u64;
+        }
+        for (event, lifetime) in detached.lifetime {
+            if !self.names.contains_key(event.as_str()) && self.name_list.len() >= MAX_EVENT_NAMES {
+                continue;
+            }
+            let name = self.intern_name(&event);
+            let index = local as usize;
+            if self.profiles.len() <= index {
+                self.profiles.resize_with(index + 1, || None);
+            }
+            let profile = self.profiles[index].get_or_insert_with(Default::default);
+            profile.add_lifetime(name, lifetime);
+            self.with_event[name.0 as usize].insert(local);
+        }
+    }
+
+    /// Removes expired events from up to `profile_budget` profiles, resuming where the
+    /// previous call stopped; returns how many events were removed. Cost is bounded by
+    /// the budget, so a tick never rescans the whole shard at once.
+    pub fn expire(&mut self, now_ms: i64, profile_budget: usize) -> u64 {
+        if self.profiles.is_empty() {
+            return 0;
+        }
+        let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
+        let mut removed = 0u64;
+        for _ in 0..profile_budget.min(self.profiles.len()) {
+            if self.sweep_cursor >= self.profiles.len() {
+                self.sweep_cursor = 0;
+            }
+            if let Some(profile) = self.profiles[self.sweep_cursor].as_deref_mut() {
+                removed += profile.drop_older_than(cutoff_ms) as u64;
+            }
+            self.sweep_cursor += 1;
+        }
+        self.stats.expired += removed;
+        self.stats.stored -= removed;
+        removed
+    }
+
+    /// Rebuilds a store from snapshot parts, checking every id, range and encoded
+    /// property so a damaged snapshot is rejected instead of panicking later.
+    pub(crate) fn from_parts(
+        retention_ms: i64,
+        name_list: Vec<Box<str>>,
+        property_list: Vec<Box<str>>,
+        profiles: Vec<Option<Box<ProfileEvents>>>,
+    ) -> Result<EventStore, String> {
+        if name_list.len() > MAX_EVENT_NAMES || property_list.len() > MAX_PROPERTY_NAMES {
+            return Err("more event or property names than a shard holds".into());
+        }
+        let mut store = EventStore::new(retention_ms);
+        for name in name_list {
+            if store.names.contains_key(&name) {
+                return Err(format!("event name `{name}` listed twice"));
+            }
+            store.intern_name(&name);
+        }
+        for name in property_list {
+            if store.property_names.contains_key(&name) {
+                return Err(format!("property name `{name}` listed twice"));
+            }
+            store.intern_property(&name);
+        }
+        let name_count = store.name_list.len() as u32;
+        let property_count = store.property_list.len();
+        for (local, profile) in profiles.iter().enumerate() {
+            let Some(profile) = profile else { continue };
+            let mut previous: Option<(EventNameId, i64)> = None;
+            for event in &profile.events {
+                if event.name.0 >= name_count {
+                    return Err(format!("profile {local}: event name id out of range"));
+                }
+                if previous.is_some_and(|key| key > (event.name, event.time_ms)) {
+                    return Err(format!("profile {local}: events out of order"));
+                }
+                previous = Some((event.name, event.time_ms));
+                let start = event.properties_start as usize;
+                let end = start
+                    .checked_add(event.properties_len as usize)
+                    .filter(|end| *end <= profile.properties.len())
+                    .ok_or_else(|| format!("profile {local}: properties out of range"))?;
+                if !valid_encoding(&profile.properties[start..end], property_count) {
+                    return Err(format!("profile {local}: malformed event properties"));
+                }
+            }
+            for (name, lifetime) in &profile.lifetime {
+                if name.0 >= name_count || lifetime.count == 0 {
+                    return Err(format!("profile {local}: bad lifetime aggregate"));
+                }
+                store.with_event[name.0 as usize].insert(local as u32);
+            }
+            store.stats.stored += profile.events.len() as u64;
+        }
+        store.profiles = profiles;
+        Ok(store)
+    }
+
+    pub fn memory_bytes(&self) -> usize {
+        let profiles: usize = self
+            .profiles
+            .iter()
+            .flatten()
+            .map(|profile| profile.memory_bytes())
+            .sum();
+        let bitmaps: usize = self
+            .with_event
+            .iter()
+            .map(|bitmap| bitmap.serialized_size())
+            .sum();
+        profiles
+            + self.profiles.capacity() * std::mem::size_of::<Option<Box<ProfileEvents>>>()
+            + bitmaps
+            + self
+                .name_list
+                .iter()
+                .chain(self.property_list.iter())
+                .map(|name| name.len() * 2 + 48)
+                .sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const DAY: i64 = 86_400_000;
+
+    fn props(value: Value) -> Vec<(String, EventProperty)> {
+        prepare_properties(value.as_object().unwrap()).unwrap()
+    }
+
+    #[test]
+    fn windows_counts_and_properties() {
+        let mut store = EventStore::new(90 * DAY);
+        let now = 1_000 * DAY;
+        for day in [1, 5, 10, 40] {
+            store.insert(
+                7,
+                "order_completed",
+                now - day * DAY,
+                &props(json!({"amount": day * 10, "currency": "EUR", "items": ["a", 1]})),
+                now,
+            );
+        }
+        store.insert(7, "app_opened", now - DAY, &[], now);
+        let order = store.event_name_id("order_completed").unwrap();
+        assert_eq!(store.count_in_window(7, order, now - 30 * DAY, now), 3);
+        assert_eq!(
+            store.count_in_window(7, order, now - 5 * DAY, now - 5 * DAY),
+            1
+        );
+        assert_eq!(store.count_in_window(8, order, i64::MIN, i64::MAX), 0);
+        let amount = store.property_name_id("amount").unwrap();
+        let amounts: Vec<_> = store
+            .events(7, order, now - 30 * DAY, now)
+            .map(|event| event.property(amount))
+            .collect();
+        assert_eq!(
+            amounts,
+            vec![
+                Some(PropertyValue::Integer(100)),
+                Some(PropertyValue::Integer(50)),
+                Some(PropertyValue::Integer(10))
+            ]
+        );
+        let items = store.property_name_id("items").unwrap();
+        let first = store.events(7, order, i64::MIN, i64::MAX).next().unwrap();
+        assert_eq!(
+            first.property(items),
+            Some(PropertyValue::List(vec!["a", "1"]))
+        );
+        let lifetime = store.lifetime(7, order).unwrap();
+        assert_eq!(lifetime.count, 4);
+        assert_eq!(lifetime.first_ms, now - 40 * DAY);
+        assert_eq!(lifetime.last_ms, now - DAY);
+        assert_eq!(store.stats().stored, 5);
+    }
+
+    #[test]
+    fn retention_keeps_lifetime_but_drops_old_events() {
+        let mut store = EventStore::new(10 * DAY);
+        let now = 100 * DAY;
+        assert!(!store.insert(1, "e", now - 20 * DAY, &[], now));
+        assert!(store.insert(1, "e", now - 5 * DAY, &[], now));
+        let name = store.event_name_id("e").unwrap();
+        assert_eq!(store.count_in_window(1, name, i64::MIN, i64::MAX), 1);
+        assert_eq!(store.lifetime(1, name).unwrap().count, 2);
+        // Time passes: the sweep removes the stored one, the lifetime stays.
+        assert_eq!(store.expire(now + 6 * DAY, 10), 1);
+        assert_eq!(store.count_in_window(1, name, i64::MIN, i64::MAX), 0);
+        assert_eq!(store.lifetime(1, name).unwrap().count, 2);
+        assert!(store.profiles_with(name).contains(1));
+        assert_eq!(store.stats().stored, 0);
+        assert_eq!(store.stats().arrived_expired, 1);
+    }
+
+    #[test]
+    fn out_of_order_events_are_counted_by_event_time() {
+        let mut store = EventStore::new(90 * DAY);
+        let now = 1_000 * DAY;
+        for offset in [3, 1, 2, 5, 4] {
+            store.insert(2, "e", now - offset * DAY, &[], now);
+        }
+        let name = store.event_name_id("e").unwrap();
+        let times: Vec<i64> = store
+            .events(2, name, i64::MIN, i64::MAX)
+            .map(|e| e.time_ms)
+            .collect();
+        assert_eq!(
+            times,
+            (1..=5).rev().map(|d| now - d * DAY).collect::<Vec<_>>()
+        );
+        assert_eq!(store.count_in_window(2, name, now - 2 * DAY, now), 2);
+    }
+
+    #[test]
+    fn per_profile_bound_drops_oldest() {
+        let mut store = EventStore::new(i64::MAX / 4);
+        let now = 1_000_000_000;
+        for index in 0..(MAX_EVENTS_PER_PROFILE as i64 + 10) {
+            store.insert(0, "e", index, &[], now);
+        }
+        let name = store.event_name_id("e").unwrap();
+        assert_eq!(
+            store.count_in_window(0, name, i64::MIN, i64::MAX),
+            MAX_EVENTS_PER_PROFILE as u64
+        );
+        assert_eq!(
+            store
+                .events(0, name, i64::MIN, i64::MAX)
+                .next()
+                .unwrap()
+                .time_ms,
+            10
+        );
+        assert_eq!(
+            store.lifetime(0, name).unwrap().count,
+            MAX_EVENTS_PER_PROFILE as u64 + 10
+        );
+        assert_eq!(store.stats().dropped_over_limit, 10);
+    }
+
+    #[test]
+    fn detach_and_attach_move_everything() {
+        let mut from = EventStore::new(90 * DAY);
+        let mut to = EventStore::new(90 * DAY);
+        let now = 1_000 * DAY;
+        from.insert(
+            3,
+            "viewed",
+            now - DAY,
+            &props(json!({"url": "/a", "n": 1.5})),
+            now,
+        );
+        from.insert(3, "viewed", now - 200 * DAY, &[], now);
+        to.insert(9, "viewed", now - 2 * DAY, &[], now);
+        to.insert(9, "other", now - 2 * DAY, &[], now);
+        let detached = from.detach(3);
+        assert_eq!(from.stats().stored, 0);
+        assert!(from
+            .profiles_with(from.event_name_id("viewed").unwrap())
+            .is_empty());
+        to.attach(9, detached, now);
+        let viewed = to.event_name_id("viewed").unwrap();
+        let lifetime = to.lifetime(9, viewed).unwrap();
+        assert_eq!(lifetime.count, 3);
+        assert_eq!(lifetime.first_ms, now - 200 * DAY);
+        assert_eq!(lifetime.last_ms, now - DAY);
+        assert_eq!(to.count_in_window(9, viewed, i64::MIN, i64::MAX), 2);
+        let url = to.property_name_id("url").unwrap();
+        let newest = to.events(9, viewed, i64::MIN, i64::MAX).last().unwrap();
+        assert_eq!(newest.property(url), Some(PropertyValue::Str("/a")));
+    }
+
+    #[test]
+    fn property_preparation_rejects_what_cannot_be_stored() {
+        let too_long = "x".repeat(MAX_STRING_BYTES + 1);
+        let error = prepare_properties(json!({"a": too_long}).as_object().unwrap()).unwrap_err();
+        assert_eq!(error.code(), "value_too_long");
+        let big = serde_json::from_str::<Value>(r#"{"n": 1e400}"#);
+        assert!(big.is_err() || prepare_properties(big.unwrap().as_object().unwrap()).is_err());
+        let huge_unsigned = json!({"n": u64::MAX});
+        assert_eq!(
+            prepare_properties(huge_unsigned.as_object().unwrap())
+                .unwrap_err()
+                .code(),
+            "number_out_of_range"
+        );
+        let mut deep = json!(1);
+        for _ in 0..MAX_PROPERTY_NESTING + 1 {
+            deep = json!({ "x": deep });
+        }
+        assert_eq!(
+            prepare_properties(deep.as_object().unwrap())
+                .unwrap_err()
+                .code(),
+            "properties_too_deep"
+        );
+        let many: serde_json::Map<String, Value> = (0..=MAX_PROPERTIES_PER_EVENT)
+            .map(|i| (format!("p{i}"), json!(i)))
+            .collect();
+        assert_eq!(
+            prepare_properties(&many).unwrap_err().code(),
+            "too_many_properties"
+        );
+        assert_eq!(check_event_name("").unwrap_err().code(), "bad_event_name");
+        let nested = props(json!({"product": {"sku": "A1", "price": 9.5}, "gone": null}));
+        assert_eq!(
+            nested,
+            vec![
+                ("product.price".to_string(), EventProperty::Float(9.5)),
+                (
+                    "product.sku".to_string(),
+                    EventProperty::String("A1".into())
+                )
+            ]
+        );
+    }
+}

@@ -1,0 +1,223 @@
+//! Request extractors that answer in the API's JSON error shape instead of axum's plain
+//! text: bodies (content type, size limit also for chunked and gzip bodies, JSON syntax vs
+//! field errors), query strings and path parameters.
+//!
+//! Stages: raw bytes (bounded by `max_body_bytes` whatever the framing) → decoded bytes
+//! (gzip inflated, again bounded by `max_body_bytes`, so a gzip bomb stops at the limit)
+//! → JSON value or typed struct (serde_path_to_error names the failing field).
+
+use crate::http::error::ApiError;
+use crate::http::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use serde::de::DeserializeOwned;
+use std::io::Read;
+
+/// Default largest request body, before and after decompression.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Which content types a body may have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accept {
+    /// `application/json` (or `application/*+json`).
+    Json,
+    /// JSON, or `text/plain` as browsers' `sendBeacon` sends Segment payloads.
+    JsonOrBeacon,
+}
+
+fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let json = essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"));
+    json || (accept == Accept::JsonOrBeacon && essence == "text/plain")
+}
+
+fn too_large(limit: usize, what: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("request body {what} exceeds the limit of {limit} bytes — send smaller batches"),
+    )
+    .with("limit_bytes", limit as u64)
+}
+
+/// Reads and decodes a body: content type checked, size bounded before and after gzip.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    accept: Accept,
+    max_body_bytes: usize,
+) -> Result<Bytes, ApiError> {
+    if !content_type_ok(headers, accept) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON with `Content-Type: application/json`",
+        ));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > max_body_bytes as u64) {
+        return Err(too_large(max_body_bytes, "(Content-Length)"));
+    }
+    // Limited counts bytes as they arrive, so chunked bodies stop at the limit too.
+    let raw = match Limited::new(body, max_body_bytes).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
+            return Err(too_large(max_body_bytes, "(as sent)"))
+        }
+        Err(_) => {
+            return Err(ApiError::bad_request(
+                "body_read_failed",
+                "the request body could not be read completely",
+            ))
+        }
+    };
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("") | Some("identity") => Ok(raw),
+        Some("gzip") | Some("x-gzip") => {
+            let mut decoded = Vec::new();
+            let mut decoder =
+                flate2::read::MultiGzDecoder::new(&raw[..]).take(max_body_bytes as u64 + 1);
+            decoder.read_to_end(&mut decoded).map_err(|_| {
+                ApiError::bad_request(
+                    "bad_gzip",
+                    "the body says `Content-Encoding: gzip` but is not valid gzip",
+                )
+            })?;
+            if decoded.len() > max_body_bytes {
+                return Err(too_large(max_body_bytes, "after gzip decompression"));
+            }
+            Ok(Bytes::from(decoded))
+        }
+        Some(other) => Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            format!("`Content-Encoding: {other}` is not supported; use gzip or none"),
+        )),
+    }
+}
+
+/// Parses JSON into `T`: syntax errors are 400 `malformed_json`, type and field errors
+/// 422 `invalid_field` with the path of the field.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value: T = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        let path = error.path().to_string();
+        let inner = error.into_inner();
+        json_error(inner, &path)
+    })?;
+    deserializer.end().map_err(|error| json_error(error, "."))?;
+    Ok(value)
+}
+
+fn json_error(error: serde_json::Error, path: &str) -> ApiError {
+    use serde_json::error::Category;
+    match error.classify() {
+        Category::Data => ApiError::invalid_field(path, format!("{path}: {error}")),
+        Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(
+            "malformed_json",
+            format!("the body is not valid JSON: {error}"),
+        ),
+    }
+}
+
+/// A JSON body of type `T` (admin and read endpoints: `application/json` only).
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(
+            &parts.headers,
+            body,
+            Accept::Json,
+            state.limits.max_body_bytes,
+        )
+        .await?;
+        Ok(JsonBody(parse_json(&bytes)?))
+    }
+}
+
+/// An ingest body as a JSON value (JSON or beacon `text/plain`, gzip allowed).
+#[derive(Debug)]
+pub struct IngestBody(pub serde_json::Value);
+
+impl FromRequest<AppState> for IngestBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
+        let (parts, body) = request.into_parts();
+        let bytes = read_body(
+            &parts.headers,
+            body,
+            Accept::JsonOrBeacon,
+            state.limits.max_body_bytes,
+        )
+        .await?;
+        Ok(IngestBody(parse_json(&bytes)?))
+    }
+}
+
+/// Query parameters of type `T`; bad ones are 422 `invalid_parameter`.
+#[derive(Debug)]
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for QueryParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|query| QueryParams(query.0))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_parameter",
+                    format!("bad query string: {}", rejection.body_text()),
+                )
+            })
+    }
+}
+
+/// Path parameters of type `T`; undecodable ones are 400 `bad_path`.
+#[derive(Debug)]
+pub struct PathParams<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathParams<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|path| PathParams(path.0))
+            .map_err(|rejection| {
+                ApiError::bad_request(
+                    "bad_path",
+                    format!("bad path parameter: {}", rejection.body_text()),
+                )
+            })
+    }
+}

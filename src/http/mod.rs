@@ -1,0 +1,563 @@
+//! The HTTP service: one route table (method, path, scope, summary, handler) from which
+//! both the axum router and `/openapi.json` are built, shared state, and the middleware
+//! stack.
+//!
+//! Middleware, outermost first: panic → JSON 500 (last resort), metrics and access log
+//! (route template only, never ids or bodies: no PII in logs), load shedding (a bounded
+//! number of requests in flight, then 503 + `Retry-After`), request timeout, and per route
+//! the auth check of its scope.
+
+pub mod auth;
+pub mod body;
+pub mod changes;
+pub mod error;
+pub mod ingest;
+pub mod membership;
+pub mod metrics;
+pub mod openapi;
+pub mod operations;
+pub mod segments;
+pub mod webhooks;
+
+use crate::engine::Engine;
+use auth::{Keys, Scope};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::MethodRouter;
+use axum::Router;
+use error::{ApiError, ErrorCode};
+use metrics::Metrics;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Semaphore};
+
+/// Limits of the HTTP layer. Every one is explicit, documented in the README and tested.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Largest request body, as sent and after gzip decompression.
+    pub max_body_bytes: usize,
+    /// Longest a request may take before it is answered 503 `request_timeout`.
+    pub request_timeout_ms: u64,
+    /// Requests in flight at once; more are shed with 503 `overloaded`.
+    pub max_concurrent_requests: usize,
+    /// Open Server-Sent Events streams at once.
+    pub max_sse_streams: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: body::DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: 30_000,
+            max_concurrent_requests: 1_024,
+            max_sse_streams: 256,
+        }
+    }
+}
+
+/// Where the persistence layer plugs in `POST /v1/admin/snapshot` and the final snapshot
+/// on shutdown.
+pub trait SnapshotHook: Send + Sync {
+    /// Writes a snapshot now; returns a JSON description of what was written.
+    fn snapshot(&self, engine: &Engine) -> Result<serde_json::Value, String>;
+}
+
+/// Everything the service is configured with.
+#[derive(Clone, Default)]
+pub struct ServiceOptions {
+    pub keys: Keys,
+    pub limits: Limits,
+    pub webhooks: webhooks::WebhookOptions,
+    pub snapshot: Option<Arc<dyn SnapshotHook>>,
+}
+
+/// State shared by every handler.
+pub struct ServiceState {
+    pub engine: Arc<Engine>,
+    pub keys: Keys,
+    pub limits: Limits,
+    pub metrics: Arc<Metrics>,
+    pub webhooks: webhooks::Webhooks,
+    pub snapshot: Option<Arc<dyn SnapshotHook>>,
+    ready: AtomicBool,
+    shutdown: watch::Sender<bool>,
+    in_flight: Arc<Semaphore>,
+    sse_slots: Arc<Semaphore>,
+}
+
+pub type AppState = Arc<ServiceState>;
+
+impl std::fmt::Debug for ServiceState {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("ServiceState")
+            .field("engine", &self.engine)
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl ServiceState {
+    pub fn new(engine: Arc<Engine>, options: ServiceOptions) -> AppState {
+        let metrics = Arc::new(Metrics::default());
+        let (shutdown, _) = watch::channel(false);
+        Arc::new(ServiceState {
+            webhooks: webhooks::Webhooks::new(
+                engine.clone(),
+                metrics.clone(),
+                options.webhooks,
+                shutdown.subscribe(),
+            ),
+            engine,
+            keys: options.keys,
+            in_flight: Arc::new(Semaphore::new(
+                options.limits.max_concurrent_requests.max(1),
+            )),
+            sse_slots: Arc::new(Semaphore::new(options.limits.max_sse_streams.max(1))),
+            limits: options.limits,
+            metrics,
+            snapshot: options.snapshot,
+            ready: AtomicBool::new(true),
+            shutdown,
+        })
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Starts shutting down: not ready any more, streams and webhook workers end.
+    pub fn begin_shutdown(&self) {
+        self.set_ready(false);
+        self.shutdown.send_replace(true);
+    }
+
+    /// Wakes when shutdown begins.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+}
+
+/// Runs engine work on the blocking pool (whole-population work must not stall the
+/// async workers that answer lookups).
+pub async fn blocking<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Engine) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let engine = state.engine.clone();
+    tokio::task::spawn_blocking(move || work(&engine))
+        .await
+        .map_err(|_| ApiError::internal())
+}
+
+/// One route of the API.
+pub struct Route {
+    pub method: Method,
+    /// axum path template (`/v1/segments/{id}`).
+    pub path: &'static str,
+    pub scope: Scope,
+    pub summary: &'static str,
+    pub handler: MethodRouter<AppState>,
+}
+
+fn route(
+    method: Method,
+    path: &'static str,
+    scope: Scope,
+    summary: &'static str,
+    handler: MethodRouter<AppState>,
+) -> Route {
+    Route {
+        method,
+        path,
+        scope,
+        summary,
+        handler,
+    }
+}
+
+/// The whole API. The router and the OpenAPI document are both built from this list.
+pub fn route_table() -> Vec<Route> {
+    use axum::routing::{delete, get, post, put};
+    let mut routes = vec![
+        route(
+            Method::GET,
+            "/healthz",
+            Scope::Public,
+            "Liveness: 200 while the process runs",
+            get(operations::healthz),
+        ),
+        route(
+            Method::GET,
+            "/readyz",
+            Scope::Public,
+            "Readiness: 200 when serving, 503 while loading or shutting down",
+            get(operations::readyz),
+        ),
+        route(
+            Method::GET,
+            "/metrics",
+            Scope::Public,
+            "Prometheus metrics (text format)",
+            get(operations::metrics),
+        ),
+        route(
+            Method::GET,
+            "/openapi.json",
+            Scope::Public,
+            "This API description",
+            get(openapi::openapi_json),
+        ),
+        route(
+            Method::POST,
+            "/v1/admin/snapshot",
+            Scope::Admin,
+            "Write a snapshot now",
+            post(operations::snapshot),
+        ),
+    ];
+    for (kind, summary) in ingest::MESSAGE_ROUTES {
+        for prefixed in [true, false] {
+            let path = ingest::route_path(kind, prefixed);
+            routes.push(route(
+                Method::POST,
+                path,
+                Scope::Write,
+                summary,
+                ingest::handler_for(kind),
+            ));
+        }
+    }
+    routes.extend([
+        route(
+            Method::POST,
+            "/v1/segments",
+            Scope::Admin,
+            "Create a segment (rule as text or JSON AST, or static)",
+            post(segments::create),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments",
+            Scope::Admin,
+            "List segments with member counts",
+            get(segments::list),
+        ),
+        route(
+            Method::POST,
+            "/v1/segments/preview",
+            Scope::Admin,
+            "Count and sample a rule without saving it",
+            post(segments::preview),
+        ),
+        route(
+            Method::POST,
+            "/v1/segments/count",
+            Scope::Admin,
+            "Count a set expression (and, or, and_not) over segments",
+            post(segments::count),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments/{id}",
+            Scope::Admin,
+            "Get a segment",
+            get(segments::get_one),
+        ),
+        route(
+            Method::PUT,
+            "/v1/segments/{id}",
+            Scope::Admin,
+            "Replace a segment's rule (new version; the diff is recorded)",
+            put(segments::update),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/segments/{id}",
+            Scope::Admin,
+            "Delete a segment",
+            delete(segments::remove),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments/{id}/members",
+            Scope::Admin,
+            "A page of members (cursor, limit)",
+            get(segments::members_page),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments/{id}/members.ndjson",
+            Scope::Admin,
+            "All members, streamed as NDJSON",
+            get(segments::members_ndjson),
+        ),
+        route(
+            Method::POST,
+            "/v1/segments/{id}/members",
+            Scope::Admin,
+            "Add to or replace a static segment's members",
+            post(segments::static_add),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/segments/{id}/members",
+            Scope::Admin,
+            "Remove members from a static segment",
+            delete(segments::static_remove),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments/{id}/explain/{profile}",
+            Scope::Admin,
+            "Why a profile is or is not a member, condition by condition",
+            get(segments::explain),
+        ),
+        route(
+            Method::GET,
+            "/v1/segments/{id}/members/{profile}",
+            Scope::Read,
+            "Is the profile a member?",
+            get(membership::is_member),
+        ),
+        route(
+            Method::GET,
+            "/v1/profiles/{id}/segments",
+            Scope::Read,
+            "Segments the profile is in",
+            get(membership::segments_of),
+        ),
+        route(
+            Method::POST,
+            "/v1/membership",
+            Scope::Read,
+            "Bulk membership check of profiles x segments",
+            post(membership::bulk),
+        ),
+        route(
+            Method::GET,
+            "/v1/profiles/{id}",
+            Scope::Read,
+            "The profile card",
+            get(membership::card),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/profiles/{id}",
+            Scope::Admin,
+            "Erase a profile and suppress its identifiers",
+            delete(membership::erase),
+        ),
+        route(
+            Method::GET,
+            "/v1/profiles/{id}/export",
+            Scope::Read,
+            "Everything held about a profile",
+            get(membership::export),
+        ),
+        route(
+            Method::GET,
+            "/v1/changes",
+            Scope::Read,
+            "Membership changes after a sequence (long-poll with wait_ms)",
+            get(changes::long_poll),
+        ),
+        route(
+            Method::GET,
+            "/v1/changes/stream",
+            Scope::Read,
+            "Membership changes as Server-Sent Events (resumes from Last-Event-ID)",
+            get(changes::stream),
+        ),
+        route(
+            Method::POST,
+            "/v1/webhooks",
+            Scope::Read,
+            "Register a webhook for membership changes",
+            post(webhooks::register),
+        ),
+        route(
+            Method::GET,
+            "/v1/webhooks",
+            Scope::Read,
+            "List webhooks with their delivery status",
+            get(webhooks::list),
+        ),
+        route(
+            Method::GET,
+            "/v1/webhooks/{id}",
+            Scope::Read,
+            "One webhook with its delivery status",
+            get(webhooks::get_one),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/webhooks/{id}",
+            Scope::Read,
+            "Delete a webhook",
+            delete(webhooks::remove),
+        ),
+    ]);
+    routes
+}
+
+async fn check_scope(
+    State((state, scope)): State<(AppState, Scope)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match state.keys.check(scope, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |path| path.as_str())
+        .to_string();
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    state.metrics.count_request(&route, status);
+    if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
+        state.metrics.count_rejection(code);
+    }
+    tracing::debug!(%method, route, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    response
+}
+
+async fn shed_and_time_out(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        state.metrics.shed_requests.fetch_add(1, Ordering::Relaxed);
+        return ApiError::overloaded(format!(
+            "more than {} requests in flight; retry after a second",
+            state.limits.max_concurrent_requests
+        ))
+        .into_response();
+    };
+    let timeout = Duration::from_millis(state.limits.request_timeout_ms);
+    match tokio::time::timeout(timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "request_timeout",
+            format!(
+                "the request took longer than {} ms; narrow it (smaller pages, simpler rules) or retry",
+                state.limits.request_timeout_ms
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("route_not_found", "no such route; see /openapi.json")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method; see /openapi.json",
+    )
+}
+
+fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::internal().into_response()
+}
+
+/// The service's router over the given state.
+pub fn router(state: AppState) -> Router {
+    let mut router: Router<AppState> = Router::new();
+    for route in route_table() {
+        let handler = route.handler.route_layer(middleware::from_fn_with_state(
+            (state.clone(), route.scope),
+            check_scope,
+        ));
+        // Several methods on one path merge into one method router.
+        router = router.route(route.path, handler);
+    }
+    router
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            shed_and_time_out,
+        ))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_response,
+        ))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, ends streams and webhook
+/// workers, drains requests in flight, and takes a final snapshot when persistence is
+/// configured.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
+    let app = router(state.clone());
+    let signal_state = state.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            signal_state.begin_shutdown();
+        })
+        .await?;
+    state.webhooks.stop_all();
+    if let Some(hook) = state.snapshot.clone() {
+        let engine = state.engine.clone();
+        match tokio::task::spawn_blocking(move || hook.snapshot(&engine)).await {
+            Ok(Ok(_)) => tracing::info!("final snapshot written"),
+            Ok(Err(error)) => tracing::error!(%error, "final snapshot failed"),
+            Err(_) => tracing::error!("final snapshot panicked"),
+        }
+    }
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

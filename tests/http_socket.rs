@@ -1,0 +1,321 @@
+//! Real-socket tests on 127.0.0.1 with bounded time: SSE resume from Last-Event-ID,
+//! webhook delivery (retry, signature) to a local receiver, graceful shutdown.
+
+use axum::body::Bytes;
+use axum::http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use segd::engine::{Engine, EngineOptions, RuleInput};
+use segd::http::webhooks::{signature, WebhookOptions};
+use segd::http::{AppState, ServiceOptions, ServiceState};
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::timeout;
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+struct Server {
+    state: AppState,
+    address: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    handle: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+async fn start(options: ServiceOptions) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let engine = Arc::new(Engine::new(EngineOptions {
+        shards: 2,
+        ..EngineOptions::default()
+    }));
+    let state = ServiceState::new(engine, options);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let handle = tokio::spawn(segd::http::serve(listener, state.clone(), async move {
+        let _ = stopped.await;
+    }));
+    Server {
+        state,
+        address,
+        stop: Some(stop),
+        handle,
+    }
+}
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+fn plan_segment(engine: &Engine, name: &str, plan: &str) {
+    let rule = serde_json::from_value(
+        json!({"kind": "compare", "trait": "plan", "op": "=", "value": plan}),
+    )
+    .unwrap();
+    engine
+        .create_segment(name, "", Some(RuleInput::Ast(rule)))
+        .unwrap();
+}
+
+fn set_plan(engine: &Engine, user: &str, plan: &str) {
+    engine
+        .identify(Some(user), None, json!({"plan": plan}).as_object().unwrap())
+        .unwrap();
+}
+
+/// Reads SSE frames until `wanted` event ids were seen (or 5 s pass); returns the ids.
+async fn read_ids(body: &mut hyper::body::Incoming, wanted: usize) -> Vec<u64> {
+    let mut text = String::new();
+    let mut ids = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while ids.len() < wanted {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .expect("SSE events arrive within 5 s")
+            .expect("stream open")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+        ids = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("id: ").or(line.strip_prefix("id:")))
+            .map(|id| id.trim().parse().unwrap())
+            .collect();
+    }
+    ids
+}
+
+fn get(address: SocketAddr, path: &str) -> axum::http::request::Builder {
+    Request::get(format!("http://{address}{path}"))
+}
+
+#[tokio::test]
+async fn sse_stream_resumes_from_last_event_id() {
+    let server = start(ServiceOptions::default()).await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    let client = client();
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream?after=0")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let mut body = response.into_body();
+    set_plan(&engine, "u1", "pro");
+    assert_eq!(read_ids(&mut body, 1).await, vec![1]);
+    drop(body);
+
+    // While disconnected, two more changes happen.
+    set_plan(&engine, "u2", "pro");
+    set_plan(&engine, "u1", "free");
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream")
+                .header("Last-Event-ID", "1")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    assert_eq!(read_ids(&mut body, 2).await, vec![2, 3]);
+
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream")
+                .header("Last-Event-ID", "yesterday")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn webhooks_deliver_signed_batches_and_retry_failures() {
+    // A local receiver that fails the first attempt and accepts the rest.
+    let (sender, mut received) = mpsc::channel::<(axum::http::HeaderMap, Bytes)>(16);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let receiver = {
+        let attempts = attempts.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: axum::http::HeaderMap, body: Bytes| {
+                let sender = sender.clone();
+                let attempts = attempts.clone();
+                async move {
+                    let _ = sender.send((headers, body)).await;
+                    if attempts.fetch_add(1, Ordering::SeqCst) == 0 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    }
+                }
+            }),
+        )
+    };
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_address = receiver_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
+
+    let server = start(ServiceOptions {
+        webhooks: WebhookOptions {
+            retry_initial_ms: 20,
+            retry_max_ms: 200,
+            ..WebhookOptions::default()
+        },
+        ..ServiceOptions::default()
+    })
+    .await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    plan_segment(&engine, "free", "free");
+    let client = client();
+    let register = json!({"url": format!("http://{receiver_address}/hook"), "secret": "s3cret", "segments": ["pro"]});
+    let response = client
+        .request(
+            Request::post(format!("http://{}/v1/webhooks", server.address))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(register.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    set_plan(&engine, "u2", "free");
+    set_plan(&engine, "u1", "pro");
+    let mut deliveries = Vec::new();
+    for _ in 0..2 {
+        deliveries.push(
+            timeout(Duration::from_secs(5), received.recv())
+                .await
+                .expect("delivered within 5 s")
+                .unwrap(),
+        );
+    }
+    for (attempt, (headers, body)) in deliveries.iter().enumerate() {
+        assert_eq!(
+            headers["x-segd-delivery-attempt"],
+            (attempt + 1).to_string().as_str(),
+            "the failed batch is retried"
+        );
+        let header = headers["x-segd-signature"].to_str().unwrap();
+        let time_ms: i64 = header
+            .strip_prefix("t=")
+            .and_then(|rest| rest.split(',').next())
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            header,
+            signature("s3cret", time_ms, body),
+            "signature verifies"
+        );
+        let payload: Value = serde_json::from_slice(body).unwrap();
+        let changes = payload["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "only the pro segment's change: {payload}");
+        assert_eq!(changes[0]["profile"], "u1");
+        assert_eq!(changes[0]["segment_id"], 0);
+    }
+    // Status shows the failure and the delivery.
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        let response = client
+            .request(
+                get(server.address, "/v1/webhooks/1")
+                    .body(Full::default())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        status = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+            .unwrap();
+        if status["status"]["deliveries"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(status["status"]["deliveries"], 1, "{status}");
+    assert_eq!(status["status"]["failures"], 1);
+    assert_eq!(status["status"]["consecutive_failures"], 0);
+    assert!(status["status"]["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("500"));
+    let metrics = client
+        .request(
+            get(server.address, "/metrics")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8(
+        metrics
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.contains("segd_webhook_failures_total 1"), "{text}");
+    assert!(text.contains("segd_webhook_deliveries_total 1"), "{text}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_ends_streams_and_stops() {
+    let mut server = start(ServiceOptions::default()).await;
+    let client = client();
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let healthz = client
+        .request(
+            get(server.address, "/healthz")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(healthz.status(), StatusCode::OK);
+    drop(healthz);
+    server.stop.take().unwrap().send(()).unwrap();
+    // The open stream ends, then the server returns.
+    let ended = timeout(Duration::from_secs(5), async {
+        while let Some(frame) = body.frame().await {
+            if frame.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "SSE stream ended on shutdown");
+    drop(client);
+    let result = timeout(Duration::from_secs(5), server.handle)
+        .await
+        .expect("server stops within 5 s");
+    assert!(result.unwrap().is_ok());
+    assert!(!server.state.is_ready());
+    assert!(tokio::net::TcpStream::connect(server.address)
+        .await
+        .is_err());
+}

@@ -1,0 +1,208 @@
+//! segd-persist-bench: durability costs at a given scale.
+//!
+//! 1. Ingest throughput of `identify` batches straight into an engine versus through a
+//!    `Database` with `--wal-fsync interval:10` (and `always`), single caller.
+//! 2. N seeded demo profiles (default 1,000,000) with 100 segments: snapshot write
+//!    time and ingest pause, then restart time (snapshot load).
+//! 3. WAL replay rate: messages logged after the snapshot, replayed on restart.
+//!
+//! Usage: `cargo run --release --bin segd-persist-bench -- <empty data dir> [profiles]
+//! [segments] [wal messages]`. The 10M target run:
+//! `cargo run --release --bin segd-persist-bench -- /tmp/segd-bench 10000000 100 2000000`
+
+use segd::bulk::{default_threads, load_demo};
+use segd::clock::{Clock, SystemClock};
+use segd::demo::{DemoGenerator, DEFAULT_NOW_MS};
+use segd::engine::{Engine, EngineOptions, RuleInput};
+use segd::ingest::{Message, MessageKind};
+use segd::persist::wal::FsyncPolicy;
+use segd::persist::{Database, DatabaseOptions};
+use segd::segment::ast::{CompareOp, Literal, Rule};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+const BATCH: usize = 100;
+
+fn messages(generator: &DemoGenerator, from: u64, count: u64, salt: u64) -> Vec<Message> {
+    (from..from + count)
+        .map(|index| {
+            let mut profile = generator.profile(index);
+            // Vary one trait so replayed updates do real work.
+            profile.traits.insert(
+                "visits".into(),
+                serde_json::json!(((index * 31 + salt) % 1000) as i64),
+            );
+            Message {
+                kind: MessageKind::Identify {
+                    traits: profile.traits,
+                },
+                user_id: Some(profile.user_id),
+                anonymous_id: Some(profile.anonymous_id),
+                message_id: None,
+                timestamp_ms: None,
+            }
+        })
+        .collect()
+}
+
+fn options(dir: &Path, fsync: FsyncPolicy) -> DatabaseOptions {
+    DatabaseOptions {
+        fsync,
+        ..DatabaseOptions::new(dir)
+    }
+}
+
+fn clock() -> Arc<dyn Clock> {
+    Arc::new(SystemClock)
+}
+
+fn fail(what: &str, error: impl std::fmt::Display) -> ! {
+    eprintln!("{what}: {error}");
+    std::process::exit(1)
+}
+
+fn segments_rules(count: u32) -> Vec<(String, Rule)> {
+    (0..count)
+        .map(|index| {
+            (
+                format!("segment{index}"),
+                Rule::Compare {
+                    trait_name: "age".into(),
+                    op: CompareOp::GreaterOrEqual,
+                    value: Literal::Integer(i64::from(18 + index % 60)),
+                },
+            )
+        })
+        .collect()
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let dir = PathBuf::from(args.next().unwrap_or_else(|| {
+        fail(
+            "usage",
+            "segd-persist-bench <data dir> [profiles] [segments] [wal messages]",
+        )
+    }));
+    let profiles: u64 = args
+        .next()
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(1_000_000);
+    let segment_count: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let wal_messages: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(200_000);
+    let _ = std::fs::remove_dir_all(&dir);
+    let generator = DemoGenerator::new(42);
+    let _ = DEFAULT_NOW_MS;
+
+    // 1. Ingest overhead, on a 20-segment engine and 100,000 messages.
+    let ingest_messages = 100_000u64.min(profiles.max(BATCH as u64));
+    let workload = messages(&generator, 0, ingest_messages, 0);
+    let rules = segments_rules(20);
+    let plain = Engine::new(EngineOptions::default());
+    for (name, rule) in &rules {
+        plain
+            .create_segment(name, "", Some(RuleInput::Ast(rule.clone())))
+            .unwrap_or_else(|e| fail("segment", e));
+    }
+    let started = Instant::now();
+    for chunk in workload.chunks(BATCH) {
+        plain
+            .apply_batch(chunk)
+            .unwrap_or_else(|e| fail("ingest", e));
+    }
+    let plain_rate = ingest_messages as f64 / started.elapsed().as_secs_f64();
+    drop(plain);
+    println!("ingest without WAL: {plain_rate:.0} messages/s ({BATCH} per batch, one caller)");
+    for policy in [FsyncPolicy::IntervalMs(10), FsyncPolicy::Always] {
+        let ingest_dir = dir.join(format!("ingest-{}", policy.to_string().replace(':', "-")));
+        let (database, _) = Database::open(options(&ingest_dir, policy), clock())
+            .unwrap_or_else(|e| fail("open", e));
+        for (name, rule) in &rules {
+            database
+                .create_segment(name, "", Some(RuleInput::Ast(rule.clone())))
+                .unwrap_or_else(|e| fail("segment", e));
+        }
+        let started = Instant::now();
+        for chunk in workload.chunks(BATCH) {
+            database
+                .apply_batch(chunk.to_vec())
+                .unwrap_or_else(|e| fail("ingest", e));
+        }
+        let rate = ingest_messages as f64 / started.elapsed().as_secs_f64();
+        println!(
+            "ingest with WAL {policy}: {rate:.0} messages/s ({:+.1}% vs no WAL)",
+            (rate / plain_rate - 1.0) * 100.0
+        );
+        drop(database);
+        let _ = std::fs::remove_dir_all(&ingest_dir);
+    }
+    drop(workload);
+
+    // 2. Snapshot write and load at scale.
+    let main_dir = dir.join("data");
+    let (database, _) = Database::open(options(&main_dir, FsyncPolicy::IntervalMs(10)), clock())
+        .unwrap_or_else(|e| fail("open", e));
+    let started = Instant::now();
+    // Bulk state goes straight into the engine; the snapshot then covers it.
+    load_demo(
+        database.engine(),
+        &generator,
+        profiles,
+        0,
+        default_threads(),
+    )
+    .unwrap_or_else(|e| fail("load", e));
+    for (name, rule) in segments_rules(segment_count) {
+        database
+            .create_segment(&name, "", Some(RuleInput::Ast(rule)))
+            .unwrap_or_else(|e| fail("segment", e));
+    }
+    println!(
+        "{profiles} profiles and {segment_count} segments built in {:.2?}",
+        started.elapsed()
+    );
+    let report = database
+        .snapshot_now()
+        .unwrap_or_else(|e| fail("snapshot", e));
+    println!(
+        "snapshot write: {:.3} s total, ingest paused {:.3} s, {:.1} MiB ({:.1} B/profile)",
+        report.total.as_secs_f64(),
+        report.pause.as_secs_f64(),
+        report.bytes as f64 / (1 << 20) as f64,
+        report.bytes as f64 / profiles as f64
+    );
+
+    // 3. WAL records after the snapshot.
+    let updates = messages(&generator, 0, wal_messages.min(profiles), 1);
+    let started = Instant::now();
+    for chunk in updates.chunks(BATCH) {
+        database
+            .apply_batch(chunk.to_vec())
+            .unwrap_or_else(|e| fail("ingest", e));
+    }
+    println!(
+        "{} WAL messages logged in {:.2?}",
+        updates.len(),
+        started.elapsed()
+    );
+    drop(updates);
+    drop(database);
+
+    let started = Instant::now();
+    let (database, recovery) =
+        Database::open(options(&main_dir, FsyncPolicy::IntervalMs(10)), clock())
+            .unwrap_or_else(|e| fail("reopen", e));
+    let total = started.elapsed();
+    print!("{recovery}");
+    println!(
+        "restart: {:.3} s total (snapshot load {:.3} s, WAL replay {:.3} s = {:.0} messages/s); {} profiles",
+        total.as_secs_f64(),
+        recovery.load_time.as_secs_f64(),
+        recovery.replay_time.as_secs_f64(),
+        recovery.replayed_messages as f64 / recovery.replay_time.as_secs_f64().max(1e-9),
+        database.engine().profile_count()
+    );
+    drop(database);
+    let _ = std::fs::remove_dir_all(&dir);
+}
