@@ -260,7 +260,7 @@ pub(crate) struct StoredEvent {
     pub(crate) properties_len: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ProfileEvents {
     /// Sorted by (name, time); equal keys keep arrival order.
     pub(crate) events: Vec<StoredEvent>,
@@ -268,6 +268,21 @@ pub(crate) struct ProfileEvents {
     /// Bytes of `properties` no longer referenced (expired events).
     pub(crate) garbage_bytes: usize,
     pub(crate) lifetime: Vec<(EventNameId, Lifetime)>,
+    /// Time of the oldest stored event (i64::MAX when none): expiry skips profiles
+    /// with nothing old enough without scanning their events.
+    pub(crate) oldest_ms: i64,
+}
+
+impl Default for ProfileEvents {
+    fn default() -> Self {
+        ProfileEvents {
+            events: Vec::new(),
+            properties: Vec::new(),
+            garbage_bytes: 0,
+            lifetime: Vec::new(),
+            oldest_ms: i64::MAX,
+        }
+    }
 }
 
 impl ProfileEvents {
@@ -306,6 +321,9 @@ impl ProfileEvents {
 
     /// Drops events older than `cutoff_ms`; returns how many were dropped.
     fn drop_older_than(&mut self, cutoff_ms: i64) -> usize {
+        if self.oldest_ms >= cutoff_ms {
+            return 0;
+        }
         let before = self.events.len();
         let mut freed = 0usize;
         self.events.retain(|event| {
@@ -317,7 +335,26 @@ impl ProfileEvents {
         });
         self.garbage_bytes += freed;
         self.compact_if_sparse();
+        self.recompute_oldest();
         before - self.events.len()
+    }
+
+    fn recompute_oldest(&mut self) {
+        self.oldest_ms = self
+            .events
+            .iter()
+            .map(|event| event.time_ms)
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+
+    /// Inserts an event record at its (name, time) position.
+    fn insert_record(&mut self, record: StoredEvent) {
+        let position = self
+            .events
+            .partition_point(|other| (other.name, other.time_ms) <= (record.name, record.time_ms));
+        self.events.insert(position, record);
+        self.oldest_ms = self.oldest_ms.min(record.time_ms);
     }
 
     /// Drops the oldest events beyond the per-profile bound.
@@ -357,6 +394,7 @@ impl ProfileEvents {
         debug_assert_eq!(remaining, 0);
         self.garbage_bytes += freed;
         self.compact_if_sparse();
+        self.recompute_oldest();
         excess
     }
 
@@ -763,10 +801,7 @@ impl EventStore {
             properties_len: encoded.len() as u32,
         };
         profile.properties.extend_from_slice(&encoded);
-        let position = profile
-            .events
-            .partition_point(|other| (other.name, other.time_ms) <= (name, time_ms));
-        profile.events.insert(position, record);
+        profile.insert_record(record);
         let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
         self.stats.expired += expired as u64;
         self.stats.dropped_over_limit += dropped as u64;
@@ -888,10 +923,7 @@ impl EventStore {
                 properties_len: encoded.len() as u32,
             };
             profile.properties.extend_from_slice(&encoded);
-            let position = profile
-                .events
-                .partition_point(|other| (other.name, other.time_ms) <= (name, *time_ms));
-            profile.events.insert(position, record);
+            profile.insert_record(record);
             let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
             self.stats.dropped_over_limit += dropped as u64;
             self.stats.stored = self.stats.stored + 1 - dropped as u64;
@@ -940,8 +972,11 @@ impl EventStore {
         retention_ms: i64,
         name_list: Vec<Box<str>>,
         property_list: Vec<Box<str>>,
-        profiles: Vec<Option<Box<ProfileEvents>>>,
+        mut profiles: Vec<Option<Box<ProfileEvents>>>,
     ) -> Result<EventStore, String> {
+        for profile in profiles.iter_mut().flatten() {
+            profile.recompute_oldest();
+        }
         if name_list.len() > MAX_EVENT_NAMES || property_list.len() > MAX_PROPERTY_NAMES {
             return Err("more event or property names than a shard holds".into());
         }
