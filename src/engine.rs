@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// Appends membership changes to the change log.
-    fn record(&self, changes: &[MembershipChange], cause: Cause) {
+    pub(crate) fn record(&self, changes: &[MembershipChange], cause: Cause) {
         if changes.is_empty() {
             return;
         }
@@ -494,7 +494,7 @@ impl Engine {
         added
     }
 
-    fn recompile_all(&self) {
+    pub(crate) fn recompile_all(&self) {
         let mut registry = self.registry.write();
         let schema = self.schema.read();
         let definitions: Vec<SegmentDefinition> = registry.all().map(|d| (**d).clone()).collect();
@@ -1474,7 +1474,7 @@ impl Engine {
     }
 
     /// Recomputes one dynamic segment over every shard; returns the changes.
-    fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
+    pub(crate) fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
         let registry = self.registry.read();
         let Some(definition) = registry.get(id).cloned() else {
             return Vec::new();
