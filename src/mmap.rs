@@ -23,7 +23,9 @@ impl MappedFile {
         // which keeps the mapped pages valid), and a map lives only while one snapshot
         // is loaded or inspected. Other processes writing into the data directory are
         // outside what segd supports (documented in snapshots/README.md).
-        let map = unsafe { memmap2::Mmap::map(&file)? };
+        // `populate` pre-faults the whole file in one call (MAP_POPULATE): a snapshot is
+        // read completely, and one fault per 4 KiB page cost ~15% of a 1M-profile load.
+        let map = unsafe { memmap2::MmapOptions::new().populate().map(&file)? };
         Ok(MappedFile { map: Some(map) })
     }
 

@@ -22,7 +22,6 @@ use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES
 use roaring::RoaringBitmap;
 use serde_json::Value;
 use std::collections::HashMap;
-use xxhash_rust::xxh3::Xxh3Builder;
 
 /// Longest event name accepted.
 pub const MAX_EVENT_NAME_BYTES: usize = 256;
@@ -585,9 +584,9 @@ pub struct EventStore {
     retention_ms: i64,
     // xxh3 instead of SipHash: names are looked up on every evaluation of a
     // behavioral condition. Seeded per store, so crafted names cannot collide at will.
-    names: HashMap<Box<str>, EventNameId, Xxh3Builder>,
+    names: HashMap<Box<str>, EventNameId, NameHasherBuilder>,
     pub(crate) name_list: Vec<Box<str>>,
-    property_names: HashMap<Box<str>, PropertyNameId, Xxh3Builder>,
+    property_names: HashMap<Box<str>, PropertyNameId, NameHasherBuilder>,
     pub(crate) property_list: Vec<Box<str>>,
     pub(crate) profiles: Vec<Option<Box<ProfileEvents>>>,
     /// Per event name: profiles that ever performed it (lifetime).
@@ -597,10 +596,57 @@ pub struct EventStore {
     stats: EventStats,
 }
 
-fn seeded_hasher() -> Xxh3Builder {
-    use std::hash::BuildHasher;
-    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
-    Xxh3Builder::new().with_seed(seed)
+/// Hashes short names with one-shot seeded xxh3 per `write` call. xxhash-rust's own
+/// `Xxh3Builder` sets up a streaming state per hash, which cost more than a third of a
+/// `track` call's instructions (callgrind) when every behavioral condition looks its
+/// event name up.
+#[derive(Clone, Copy, Debug)]
+pub struct NameHasherBuilder {
+    seed: u64,
+}
+
+impl NameHasherBuilder {
+    /// Seeded per store, so crafted names cannot collide at will.
+    pub fn random() -> NameHasherBuilder {
+        use std::hash::BuildHasher;
+        NameHasherBuilder {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl Default for NameHasherBuilder {
+    fn default() -> Self {
+        NameHasherBuilder::random()
+    }
+}
+
+impl std::hash::BuildHasher for NameHasherBuilder {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher { state: self.seed }
+    }
+}
+
+pub struct NameHasher {
+    state: u64,
+}
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.state);
+    }
+    fn write_u8(&mut self, byte: u8) {
+        // `str` hashing appends 0xff; fold it in cheaply.
+        self.state = (self.state ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+fn seeded_hasher() -> NameHasherBuilder {
+    NameHasherBuilder::random()
 }
 
 static EMPTY_BITMAP: std::sync::OnceLock<RoaringBitmap> = std::sync::OnceLock::new();

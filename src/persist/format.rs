@@ -353,6 +353,28 @@ pub struct SectionEntry {
 /// ..  sections, each starting at a multiple of 8, zero padding between
 /// ```
 pub fn container_bytes(kind: FileKind, sections: &[Section]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(container_size(sections) as usize);
+    // Writing into a Vec cannot fail.
+    let _ = write_container(&mut out, kind, sections);
+    out
+}
+
+/// The size of the container holding `sections`.
+pub fn container_size(sections: &[Section]) -> u64 {
+    let mut offset = align(HEADER_BYTES + sections.len() * SECTION_ENTRY_BYTES + 4);
+    for section in sections {
+        offset = align(offset + section.bytes.len());
+    }
+    offset as u64
+}
+
+/// Writes a container piece by piece (no copy of the sections into one buffer), with
+/// the checksums computed here, so encoding under a lock stays cheap.
+pub fn write_container(
+    out: &mut impl std::io::Write,
+    kind: FileKind,
+    sections: &[Section],
+) -> std::io::Result<()> {
     let table_end = HEADER_BYTES + sections.len() * SECTION_ENTRY_BYTES;
     let mut offset = align(table_end + 4);
     let mut entries = Vec::with_capacity(sections.len());
@@ -367,29 +389,33 @@ pub fn container_bytes(kind: FileKind, sections: &[Section]) -> Vec<u8> {
         offset = align(offset + section.bytes.len());
     }
     let total = offset;
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(&SNAPSHOT_MAGIC);
-    out.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&(kind as u32).to_le_bytes());
-    out.extend_from_slice(&(sections.len() as u32).to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&(total as u64).to_le_bytes());
+    let mut header = Vec::with_capacity(table_end + 4);
+    header.extend_from_slice(&SNAPSHOT_MAGIC);
+    header.extend_from_slice(&SNAPSHOT_FORMAT_VERSION.to_le_bytes());
+    header.extend_from_slice(&(kind as u32).to_le_bytes());
+    header.extend_from_slice(&(sections.len() as u32).to_le_bytes());
+    header.extend_from_slice(&0u32.to_le_bytes());
+    header.extend_from_slice(&(total as u64).to_le_bytes());
     for entry in &entries {
-        out.extend_from_slice(&entry.kind.to_le_bytes());
-        out.extend_from_slice(&entry.key.to_le_bytes());
-        out.extend_from_slice(&entry.offset.to_le_bytes());
-        out.extend_from_slice(&entry.length.to_le_bytes());
-        out.extend_from_slice(&entry.crc32.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
+        header.extend_from_slice(&entry.kind.to_le_bytes());
+        header.extend_from_slice(&entry.key.to_le_bytes());
+        header.extend_from_slice(&entry.offset.to_le_bytes());
+        header.extend_from_slice(&entry.length.to_le_bytes());
+        header.extend_from_slice(&entry.crc32.to_le_bytes());
+        header.extend_from_slice(&0u32.to_le_bytes());
     }
-    let header_crc = crc32fast::hash(&out);
-    out.extend_from_slice(&header_crc.to_le_bytes());
+    let header_crc = crc32fast::hash(&header);
+    header.extend_from_slice(&header_crc.to_le_bytes());
+    out.write_all(&header)?;
+    let mut written = header.len();
+    let zeros = [0u8; SECTION_ALIGNMENT];
     for (section, entry) in sections.iter().zip(&entries) {
-        out.resize(entry.offset as usize, 0);
-        out.extend_from_slice(&section.bytes);
+        out.write_all(&zeros[..entry.offset as usize - written])?;
+        out.write_all(&section.bytes)?;
+        written = entry.offset as usize + section.bytes.len();
     }
-    out.resize(total, 0);
-    out
+    out.write_all(&zeros[..total - written])?;
+    Ok(())
 }
 
 fn align(offset: usize) -> usize {

@@ -18,7 +18,8 @@ use crate::ids::{ColumnId, LocalId, ProfileRef, SegmentId, ShardId};
 use crate::index::bsi::BitSlicedIndex;
 use crate::mmap::MappedFile;
 use crate::persist::format::{
-    container_bytes, damaged, Container, Decoder, Encoder, FileKind, FormatError, Section,
+    container_size, damaged, write_container, Container, Decoder, Encoder, FileKind, FormatError,
+    Section,
 };
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext};
@@ -33,7 +34,6 @@ use parking_lot::RwLock;
 use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -149,17 +149,23 @@ fn bincode_config() -> impl bincode::config::Config {
         .with_limit::<{ 64 << 20 }>()
 }
 
-/// A snapshot encoded in memory, ready to be written.
+/// A snapshot encoded in memory as sections, ready to be written (headers and
+/// checksums are computed while writing, outside the ingest lock).
 #[derive(Debug)]
 pub struct EncodedSnapshot {
     pub covered_lsn: u64,
-    pub manifest: Vec<u8>,
-    pub shards: Vec<Vec<u8>>,
+    pub manifest: Vec<Section>,
+    pub shards: Vec<Vec<Section>>,
 }
 
 impl EncodedSnapshot {
     pub fn bytes(&self) -> u64 {
-        (self.manifest.len() + self.shards.iter().map(Vec::len).sum::<usize>()) as u64
+        container_size(&self.manifest)
+            + self
+                .shards
+                .iter()
+                .map(|sections| container_size(sections))
+                .sum::<u64>()
     }
 }
 
@@ -199,7 +205,7 @@ pub fn encode_snapshot(
             list.push((*entry.key(), profile.local.0));
         }
     }
-    let shards: Vec<Vec<u8>> = engine
+    let shards: Vec<Vec<Section>> = engine
         .shards
         .par_iter()
         .zip(identity_entries.par_iter())
@@ -233,31 +239,28 @@ pub fn encode_snapshot(
     }
     let mut application = Encoder::new();
     application.bytes(application_state);
-    let manifest = container_bytes(
-        FileKind::Manifest,
-        &[
-            Section {
-                kind: SECTION_METADATA,
-                key: 0,
-                bytes: metadata_bytes,
-            },
-            Section {
-                kind: SECTION_SUPPRESSED,
-                key: 0,
-                bytes: suppressed.bytes,
-            },
-            Section {
-                kind: SECTION_SEEN_MESSAGES,
-                key: 0,
-                bytes: seen.bytes,
-            },
-            Section {
-                kind: SECTION_APPLICATION_STATE,
-                key: 0,
-                bytes: application.bytes,
-            },
-        ],
-    );
+    let manifest = vec![
+        Section {
+            kind: SECTION_METADATA,
+            key: 0,
+            bytes: metadata_bytes,
+        },
+        Section {
+            kind: SECTION_SUPPRESSED,
+            key: 0,
+            bytes: suppressed.bytes,
+        },
+        Section {
+            kind: SECTION_SEEN_MESSAGES,
+            key: 0,
+            bytes: seen.bytes,
+        },
+        Section {
+            kind: SECTION_APPLICATION_STATE,
+            key: 0,
+            bytes: application.bytes,
+        },
+    ];
     EncodedSnapshot {
         covered_lsn,
         manifest,
@@ -265,7 +268,7 @@ pub fn encode_snapshot(
     }
 }
 
-fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> Vec<u8> {
+fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> Vec<Section> {
     let mut sections = Vec::new();
     let mut meta = Encoder::new();
     meta.u32(u32::from(shard.id.0));
@@ -416,7 +419,7 @@ fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> Vec<u8> {
             });
         }
     }
-    container_bytes(FileKind::Shard, &sections)
+    sections
 }
 
 fn slot_words(set: &SlotSet) -> &[u64] {
@@ -459,7 +462,10 @@ fn live_strings<'a>(
 }
 
 fn encode_column(column: &Column) -> Vec<u8> {
-    let mut out = Encoder::new();
+    // Sized from the column's own estimate: growing by doubling copied every byte again.
+    let mut out = Encoder {
+        bytes: Vec::with_capacity(column.memory_bytes() + 64),
+    };
     match &column.data {
         ColumnData::Dictionary(dictionary) => {
             out.u8(COLUMN_DICTIONARY);
@@ -556,16 +562,19 @@ pub fn write_snapshot(data_dir: &Path, encoded: &EncodedSnapshot) -> std::io::Re
         std::fs::remove_dir_all(&temporary)?;
     }
     std::fs::create_dir_all(&temporary)?;
-    let write = |name: &str, bytes: &[u8]| -> std::io::Result<()> {
-        let mut file = File::create(temporary.join(name))?;
-        file.write_all(bytes)?;
-        file.sync_all()
+    let write = |name: &str, kind: FileKind, sections: &[Section]| -> std::io::Result<()> {
+        let mut file =
+            std::io::BufWriter::with_capacity(1 << 20, File::create(temporary.join(name))?);
+        write_container(&mut file, kind, sections)?;
+        file.into_inner()
+            .map_err(|error| error.into_error())?
+            .sync_all()
     };
-    for (index, bytes) in encoded.shards.iter().enumerate() {
-        write(&shard_file_name(index), bytes)?;
+    for (index, sections) in encoded.shards.iter().enumerate() {
+        write(&shard_file_name(index), FileKind::Shard, sections)?;
     }
     // The manifest last: a directory without it is never taken for a snapshot.
-    write(MANIFEST_FILE, &encoded.manifest)?;
+    write(MANIFEST_FILE, FileKind::Manifest, &encoded.manifest)?;
     crate::persist::wal::sync_directory(&temporary)?;
     crate::persist::failpoint("snapshot_before_rename")?;
     if final_path.exists() {
@@ -703,6 +712,15 @@ pub fn load_snapshot(
     }
     let registry = rebuild_registry(&metadata, &schema, options).map_err(fail)?;
     let shard_count = metadata.shard_count as usize;
+    let mut engine_options = options.clone();
+    engine_options.shards = shard_count;
+    let mut engine = Engine::with_clock(engine_options, clock);
+    // Sized up front (userId, anonymousId and identity traits per profile): growing a
+    // table of millions of keys step by step rehashes it over and over.
+    let keys_per_profile = 2 + options.identity_traits.len();
+    engine.identities = dashmap::DashMap::with_capacity(
+        (metadata.profile_count as usize).saturating_mul(keys_per_profile),
+    );
     type DecodedShard = (Shard, Vec<(u128, u32)>, u64);
     let decoded: Vec<Result<DecodedShard, SnapshotError>> = (0..shard_count)
         .into_par_iter()
@@ -716,14 +734,13 @@ pub fn load_snapshot(
             Ok((shard, entries, size))
         })
         .collect();
-    let mut engine_options = options.clone();
-    engine_options.shards = shard_count;
-    let mut engine = Engine::with_clock(engine_options, clock);
     let mut shards = Vec::with_capacity(shard_count);
     let mut total_bytes = manifest_bytes;
     for (index, result) in decoded.into_iter().enumerate() {
         let (shard, entries, size) = result?;
         total_bytes += size;
+        // One thread inserts: two threads contending for the map's spin locks on a
+        // busy two-core machine made this step twice as slow.
         for (hash, local) in entries {
             engine.identities.insert(
                 hash,
