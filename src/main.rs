@@ -150,7 +150,10 @@ fn import(args: ImportArgs) -> ExitCode {
     let database = match Database::open(options, Arc::new(SystemClock)) {
         Ok((database, _)) => database,
         Err(error) => {
-            eprintln!("segd import: cannot open {}: {error}", args.data_dir.display());
+            eprintln!(
+                "segd import: cannot open {}: {error}",
+                args.data_dir.display()
+            );
             return ExitCode::FAILURE;
         }
     };
@@ -171,8 +174,12 @@ fn import(args: ImportArgs) -> ExitCode {
         );
         let _ = std::io::stderr().flush();
     };
-    let result =
-        segd::import::import_path(database.engine(), &args.file, &import_options, &mut progress);
+    let result = segd::import::import_path(
+        database.engine(),
+        &args.file,
+        &import_options,
+        &mut progress,
+    );
     eprintln!();
     let (format, summary) = match result {
         Ok(done) => done,

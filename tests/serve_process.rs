@@ -245,3 +245,49 @@ fn demo_loads_into_an_empty_data_directory() {
     server.stop();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `segd import` loads a CSV into a data directory that `segd inspect` verifies and
+/// `segd serve` then serves.
+#[test]
+fn imported_csv_is_served_after_restart() {
+    let dir = data_dir("import");
+    let csv = dir.with_extension("csv");
+    let generated = Command::new(env!("CARGO_BIN_EXE_segd-gen"))
+        .args(["profiles", "--count", "2000", "--format", "csv", "--out"])
+        .arg(&csv)
+        .status()
+        .unwrap();
+    assert!(generated.success());
+    let imported = Command::new(env!("CARGO_BIN_EXE_segd"))
+        .args(["import"])
+        .arg(&csv)
+        .args(["--data-dir", dir.to_str().unwrap(), "--shards", "2"])
+        .output()
+        .unwrap();
+    assert!(imported.status.success(), "{imported:?}");
+    let summary: Value = serde_json::from_slice(&imported.stdout).unwrap();
+    assert_eq!(
+        summary["summary"]["profiles_created"],
+        json!(2000),
+        "{summary}"
+    );
+    let inspect = Command::new(env!("CARGO_BIN_EXE_segd"))
+        .args(["inspect", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success());
+    let server = Server::start(&dir, &[]);
+    let (status, card) = server.admin("GET", "/v1/profiles/user-0", None);
+    assert_eq!(status, 200, "{card}");
+    assert!(card.to_string().contains("\"country\""), "{card}");
+    let (status, preview) = server.admin(
+        "POST",
+        "/v1/segments/preview",
+        Some(&json!({"rule": "has email"})),
+    );
+    assert_eq!(status, 200);
+    assert_eq!(preview["count"], json!(2000), "{preview}");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_file(&csv);
+}
