@@ -61,7 +61,7 @@ pub struct ServeArgs {
     /// Seconds between snapshots [default: 300].
     #[arg(long, env = "SEGD_SNAPSHOT_INTERVAL_S")]
     pub snapshot_interval_s: Option<u64>,
-    /// WAL fsync policy: always | interval:<ms> | never [default: interval:1000].
+    /// WAL fsync policy: always | interval:<ms> | never [default: interval:10].
     #[arg(long, env = "SEGD_WAL_FSYNC")]
     pub wal_fsync: Option<String>,
     /// Days of events kept for windowed conditions [default: 90].
@@ -308,7 +308,7 @@ impl ServeConfig {
         }
         let wal_fsync = match args.wal_fsync.or(file.wal_fsync) {
             Some(text) => text.parse()?,
-            None => WalFsync::Interval(Duration::from_millis(1_000)),
+            None => WalFsync::Interval(Duration::from_millis(10)),
         };
         let defaults = Limits::default();
         let limits = Limits {
@@ -413,7 +413,7 @@ mod tests {
         assert_eq!(config.shards, DEFAULT_SHARDS);
         assert_eq!(
             config.wal_fsync,
-            WalFsync::Interval(Duration::from_millis(1_000))
+            WalFsync::Interval(Duration::from_millis(10))
         );
         let file: FileConfig = toml::from_str(
             "shards = 4\nwrite_key = \"w1\"\nadmin_key = [\"a1\", \"a2\"]\nwal_fsync = \"always\"\nlisten = \"0.0.0.0:9000\"",

@@ -377,10 +377,17 @@ async fn run(config: ServeConfig) -> ExitCode {
         Database::open(database_options, Arc::new(SystemClock))
     })
     .await;
-    let database = match opened {
+    let (database, webhook_registrations) = match opened {
         Ok(Ok((database, report))) => {
             eprintln!("{report}");
-            Arc::new(database)
+            let registrations = http::webhooks::recovered_registrations(
+                &report.application_state,
+                &report.application_records,
+            );
+            if let Ok(bytes) = serde_json::to_vec(&registrations) {
+                database.restore_application_state(bytes);
+            }
+            (Arc::new(database), registrations)
         }
         Ok(Err(error)) => {
             eprintln!(
@@ -402,6 +409,7 @@ async fn run(config: ServeConfig) -> ExitCode {
             ..ServiceOptions::default()
         },
     );
+    state.webhooks.restore(webhook_registrations);
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {

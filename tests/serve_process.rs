@@ -291,3 +291,46 @@ fn imported_csv_is_served_after_restart() {
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_file(&csv);
 }
+
+/// Webhook registrations survive a crash (SIGKILL: rebuilt from WAL records) and a
+/// graceful restart (from the snapshot), and deletions too.
+#[test]
+fn webhook_registrations_survive_crash_and_restart() {
+    let dir = data_dir("webhooks");
+    let server = Server::start(&dir, &[]);
+    for port in [9, 10] {
+        let (status, body) = server.admin(
+            "POST",
+            "/v1/webhooks",
+            Some(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "secret": "s3cret"})),
+        );
+        assert_eq!(status, 201, "{body}");
+    }
+    let (status, _) = server.admin("DELETE", "/v1/webhooks/1", None);
+    assert_eq!(status, 200);
+    // Crash: no final snapshot, the WAL is all there is.
+    let mut crashed = server;
+    crashed.child.kill().unwrap();
+    crashed.child.wait().unwrap();
+    drop(crashed);
+    let server = Server::start(&dir, &[]);
+    let (_, listed) = server.admin("GET", "/v1/webhooks", None);
+    let text = listed.to_string();
+    assert!(
+        text.contains("127.0.0.1:10/hook") && !text.contains("127.0.0.1:9/hook"),
+        "{listed}"
+    );
+    // A new registration gets a fresh id, not a reused one.
+    let (_, created) = server.admin(
+        "POST",
+        "/v1/webhooks",
+        Some(&json!({"url": "http://127.0.0.1:11/hook"})),
+    );
+    assert_eq!(created["id"], json!(3), "{created}");
+    server.stop();
+    let server = Server::start(&dir, &[]);
+    let (_, listed) = server.admin("GET", "/v1/webhooks", None);
+    assert_eq!(listed["webhooks"].as_array().unwrap().len(), 2, "{listed}");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

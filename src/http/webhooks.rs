@@ -126,6 +126,28 @@ pub struct Webhooks {
     client: Client,
 }
 
+/// A registration as persisted (WAL record and snapshot state): everything needed to
+/// restart its worker. Delivery progress is saved with each registration change, so
+/// after a restart a webhook resumes from there (at-least-once: changes delivered since
+/// may be delivered again; ones older than the change log's retention are reported as
+/// fallen behind).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PersistedWebhook {
+    pub id: u64,
+    pub url: String,
+    pub segments: Option<Vec<u32>>,
+    pub secret: String,
+    pub created_ms: i64,
+    pub delivered_through: u64,
+}
+
+/// All registrations, serialized as the database's application state.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct PersistedWebhooks {
+    pub next_id: u64,
+    pub webhooks: Vec<PersistedWebhook>,
+}
+
 /// `t=<ms>,v1=<hex hmac>` for a body.
 pub fn signature(secret: &str, timestamp_ms: i64, body: &[u8]) -> String {
     let mut mac =
@@ -164,6 +186,59 @@ impl Webhooks {
             next_id: AtomicU64::new(1),
             shutdown,
             client,
+        }
+    }
+
+    /// The registrations as persisted state.
+    pub fn persisted(&self) -> PersistedWebhooks {
+        PersistedWebhooks {
+            next_id: self.next_id.load(Ordering::Relaxed),
+            webhooks: self
+                .hooks
+                .lock()
+                .values()
+                .map(|hook| PersistedWebhook {
+                    id: hook.id,
+                    url: hook.url.clone(),
+                    segments: hook.segments.clone(),
+                    secret: hook.secret.clone(),
+                    created_ms: hook.created_ms,
+                    delivered_through: hook.status.lock().delivered_through,
+                })
+                .collect(),
+        }
+    }
+
+    /// Re-registers persisted webhooks at start-up (workers resume from their saved
+    /// progress). Entries whose URL no longer parses are skipped with a log line.
+    pub fn restore(&self, persisted: PersistedWebhooks) {
+        self.next_id
+            .fetch_max(persisted.next_id.max(1), Ordering::Relaxed);
+        for saved in persisted.webhooks {
+            let Ok(uri) = saved.url.parse::<axum::http::Uri>() else {
+                tracing::error!(
+                    id = saved.id,
+                    "persisted webhook has an invalid url; skipped"
+                );
+                continue;
+            };
+            let (stop, _) = watch::channel(false);
+            let hook = Arc::new(Webhook {
+                id: saved.id,
+                url: saved.url,
+                uri,
+                segments: saved.segments,
+                secret: saved.secret,
+                created_ms: saved.created_ms,
+                status: Mutex::new(DeliveryStatus {
+                    delivered_through: saved.delivered_through,
+                    ..DeliveryStatus::default()
+                }),
+                stop,
+            });
+            self.next_id.fetch_max(saved.id + 1, Ordering::Relaxed);
+            self.hooks.lock().insert(hook.id, hook.clone());
+            self.spawn_worker(hook);
         }
     }
 
@@ -410,11 +485,57 @@ pub async fn register(
         hooks.insert(id, hook.clone());
         hook
     };
+    if let Err(error) = persist_registrations(&state, json!({"registered": hook.id})).await {
+        webhooks.hooks.lock().remove(&hook.id);
+        return Err(error);
+    }
     webhooks.spawn_worker(hook.clone());
     let mut described = hook.describe();
     // The secret is shown once, at registration.
     described["secret"] = Value::String(secret);
     Ok((StatusCode::CREATED, Json(described)).into_response())
+}
+
+/// Writes the registration change to the WAL (record: what changed plus the whole
+/// registration list; the list is also the state kept in snapshots). Without
+/// persistence this does nothing.
+async fn persist_registrations(state: &AppState, change: Value) -> Result<(), ApiError> {
+    let Some(database) = state.database.clone() else {
+        return Ok(());
+    };
+    let persisted = state.webhooks.persisted();
+    let bytes = serde_json::to_vec(&persisted).map_err(|_| ApiError::internal())?;
+    let record = serde_json::to_vec(&json!({"change": change, "state": persisted}))
+        .map_err(|_| ApiError::internal())?;
+    tokio::task::spawn_blocking(move || database.append_opaque(record, bytes))
+        .await
+        .map_err(|_| ApiError::internal())??;
+    Ok(())
+}
+
+/// The webhook registrations to restore after recovery: the newest registration record
+/// replayed from the WAL, else the state in the snapshot.
+pub fn recovered_registrations(
+    snapshot_state: &[u8],
+    replayed_records: &[Vec<u8>],
+) -> PersistedWebhooks {
+    #[derive(Deserialize)]
+    struct Record {
+        state: PersistedWebhooks,
+    }
+    if let Some(last) = replayed_records.last() {
+        if let Ok(record) = serde_json::from_slice::<Record>(last) {
+            return record.state;
+        }
+        tracing::error!("the last webhook record in the WAL is unreadable; using the snapshot's");
+    }
+    if snapshot_state.is_empty() {
+        return PersistedWebhooks::default();
+    }
+    serde_json::from_slice(snapshot_state).unwrap_or_else(|_| {
+        tracing::error!("the snapshot's webhook registrations are unreadable; starting without");
+        PersistedWebhooks::default()
+    })
 }
 
 pub async fn list(State(state): State<AppState>) -> Json<Value> {
@@ -448,6 +569,10 @@ pub async fn remove(
 ) -> ApiResult<Json<Value>> {
     let hook = find(&state, &id)?;
     state.webhooks.hooks.lock().remove(&hook.id);
+    if let Err(error) = persist_registrations(&state, json!({"deleted": hook.id})).await {
+        state.webhooks.hooks.lock().insert(hook.id, hook.clone());
+        return Err(error);
+    }
     hook.stop.send_replace(true);
     Ok(Json(json!({ "deleted": true, "id": hook.id })))
 }

@@ -282,6 +282,12 @@ impl Database {
     }
 
     /// The HTTP layer's persisted state as of the last `append_opaque`.
+    /// Sets the application state kept by the next snapshots, without logging it: at
+    /// start-up, to carry state rebuilt from replayed records into snapshots.
+    pub fn restore_application_state(&self, state: Vec<u8>) {
+        self.ingest.lock().application_state = state;
+    }
+
     pub fn application_state(&self) -> Vec<u8> {
         self.ingest.lock().application_state.clone()
     }
