@@ -775,16 +775,30 @@ impl Engine {
                     merge_changes.extend(self.merge_profiles(registry, profile, other));
                 }
             }
-            self.record(&merge_changes, Cause::Merge);
+            // merge_profiles recorded them under its locks.
             recorded.extend(merge_changes);
             let shard = self.shards[profile.shard.0 as usize].write();
-            let still_named = keys.iter().any(|key| {
-                self.identities
-                    .get(&identity_hash(key))
-                    .is_some_and(|owner| *owner == profile)
-            });
-            if shard.is_live(profile.local) && still_named {
-                break (profile, created, shard);
+            if !shard.is_live(profile.local) {
+                // A key naming a retired profile is stale: drop it so the next lookup
+                // finds the live owner or creates one.
+                for key in keys {
+                    self.identities
+                        .remove_if(&identity_hash(key), |_, owner| *owner == profile);
+                }
+            } else {
+                // Every key must name this profile (claimed now if unclaimed); a key
+                // another profile claimed meanwhile is merged on the next round.
+                let mut named = true;
+                for key in keys {
+                    let owner = *self
+                        .identities
+                        .entry(identity_hash(key))
+                        .or_insert(profile);
+                    named &= owner == profile;
+                }
+                if named {
+                    break (profile, created, shard);
+                }
             }
             attempts += 1;
             if attempts >= MAX_RESOLVE_ATTEMPTS {
@@ -942,6 +956,8 @@ impl Engine {
                 shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
                 let order = registry.order().to_vec();
                 changes.extend(self.reevaluate(registry, shard, survivor.local, &order));
+                // Recorded before the locks go, so the log keeps each profile's order.
+                self.record(&changes, Cause::Merge);
                 return changes;
             }
             Some(second_guard) => {
@@ -986,6 +1002,7 @@ impl Engine {
         survivor_shard.identities[survivor.local.0 as usize].add_trait_keys(keys.iter());
         let order = registry.order().to_vec();
         changes.extend(self.reevaluate(registry, survivor_shard, survivor.local, &order));
+        self.record(&changes, Cause::Merge);
         changes
     }
 
@@ -1154,16 +1171,49 @@ impl Engine {
             return (profile, false);
         }
         let shard_index = self.shard_for_key(&keys[0]);
-        let local = self.shards[shard_index]
-            .write()
-            .allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
+        let mut shard = self.shards[shard_index].write();
+        let local = shard.allocate(xxhash_rust::xxh3::xxh3_64(keys[0].as_bytes()));
         let profile = ProfileRef {
             shard: ShardId(shard_index as u16),
             local,
         };
+        // The identity holds every key from the start: a merge that absorbs this profile
+        // before its message is applied re-points exactly these keys, leaving none
+        // behind that name a retired profile.
+        let identity = &mut shard.identities[local.0 as usize];
         for key in keys {
-            self.identities.insert(identity_hash(key), profile);
+            if let Some(user_id) = key.strip_prefix("u:") {
+                identity.add_user_id(user_id);
+            } else if let Some(anonymous_id) = key.strip_prefix("a:") {
+                if !identity.anonymous_ids.iter().any(|id| &**id == anonymous_id) {
+                    identity.anonymous_ids.push(anonymous_id.into());
+                }
+            } else {
+                identity.add_trait_keys(std::iter::once(key));
+            }
         }
+        // A key claimed meanwhile by a message that attached it to an existing profile
+        // stays with that profile, and the new one is withdrawn: the message goes to
+        // the existing profile (its next round merges any other keys).
+        let mut claimed_by_other = None;
+        for key in keys {
+            let owner = *self
+                .identities
+                .entry(identity_hash(key))
+                .or_insert(profile);
+            if owner != profile {
+                claimed_by_other = Some(owner);
+            }
+        }
+        if let Some(owner) = claimed_by_other {
+            for key in keys {
+                self.identities
+                    .remove_if(&identity_hash(key), |_, named| *named == profile);
+            }
+            shard.remove_profile(local);
+            return (owner, false);
+        }
+        drop(shard);
         (profile, true)
     }
 
@@ -1280,8 +1330,9 @@ impl Engine {
                 entered: false,
             })
             .collect();
-        drop(shard);
+        // Recorded under the shard lock so the log keeps each profile's order.
         self.record(&changes, Cause::Delete);
+        drop(shard);
         Ok(changes)
     }
 
@@ -1394,10 +1445,7 @@ impl Engine {
             });
             id
         };
-        let initial = self.recompute(id);
-        if emit_initial {
-            self.record(&initial, Cause::Initial);
-        }
+        self.recompute_recording(id, emit_initial.then_some(Cause::Initial));
         self.segment_summary(id)
     }
 
@@ -1440,12 +1488,11 @@ impl Engine {
             }
             registry.put(updated);
         }
-        let mut changes = self.recompute(id);
+        let mut changes = self.recompute_recording(id, Some(Cause::RuleEdit));
         let dependents = self.registry.read().dependents_of(id).to_vec();
         for dependent in dependents {
-            changes.extend(self.recompute(dependent));
+            changes.extend(self.recompute_recording(dependent, Some(Cause::RuleEdit)));
         }
-        self.record(&changes, Cause::RuleEdit);
         Ok((self.segment_summary(id)?, changes))
     }
 
@@ -1474,7 +1521,18 @@ impl Engine {
     }
 
     /// Recomputes one dynamic segment over every shard; returns the changes.
+    /// Recomputes a segment over every shard; the changes of each shard are recorded
+    /// (with `cause`, when given) while that shard is still locked, so a concurrent
+    /// event for one of its profiles is logged after them, never before.
     pub(crate) fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
+        self.recompute_recording(id, None)
+    }
+
+    pub(crate) fn recompute_recording(
+        &self,
+        id: SegmentId,
+        cause: Option<Cause>,
+    ) -> Vec<MembershipChange> {
         let registry = self.registry.read();
         let Some(definition) = registry.get(id).cloned() else {
             return Vec::new();
@@ -1498,6 +1556,7 @@ impl Engine {
                 }
             }
             let shard_id = shard.id;
+            let before = changes.len();
             for (ids, entered) in [(&entered, true), (&exited, false)] {
                 changes.extend(ids.iter().map(|local| MembershipChange {
                     segment: id,
@@ -1509,6 +1568,9 @@ impl Engine {
                     profile_id: shard.identities[local as usize].external_id().into(),
                     entered,
                 }));
+            }
+            if let Some(cause) = cause {
+                self.record(&changes[before..], cause);
             }
         }
         changes
@@ -1854,6 +1916,7 @@ impl Engine {
         let registry = self.registry.read();
         let dependents = registry.dependents_of(id).to_vec();
         let mut changes = Vec::new();
+        let mut recorded = 0;
         for (index, shard_lock) in self.shards.iter().enumerate() {
             let mut shard = shard_lock.write();
             let current = shard.members_of(id).cloned().unwrap_or_default();
@@ -1877,8 +1940,10 @@ impl Engine {
                 });
                 changes.extend(self.reevaluate(&registry, &mut shard, LocalId(local), &dependents));
             }
+            // Recorded under this shard's lock (see `recompute_recording`).
+            self.record(&changes[recorded..], Cause::StaticEdit);
+            recorded = changes.len();
         }
-        self.record(&changes, Cause::StaticEdit);
         Ok((changes, unknown))
     }
 
