@@ -18,7 +18,9 @@
 //!   change due (they did "bench_ping" 61 minutes ago; a segment wants it within the
 //!   last 60 minutes), total and per due profile.
 //!
-//! Sizes come from `SEGD_BENCH_PROFILES` (comma list, default `1000000`).
+//! Sizes come from `SEGD_BENCH_PROFILES` (comma list, default `1000000`);
+//! `SEGD_BENCH_REPORTS_ONLY=1` prints the latency and tick reports and skips criterion
+//! (for profiling the track path under callgrind or perf).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::{Rng, SeedableRng};
@@ -31,7 +33,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 const SEED: u64 = 7;
-const STREAM_EVENTS: usize = 200_000;
+fn stream_events() -> usize {
+    std::env::var("SEGD_BENCH_STREAM_EVENTS")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(200_000)
+}
 
 fn sizes() -> Vec<u64> {
     std::env::var("SEGD_BENCH_PROFILES")
@@ -130,8 +137,9 @@ fn setup(profiles: u64) -> Setup {
     );
     // The stream: profiles picked in proportion to activity, their next event "now".
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED + 1);
-    let mut stream = Vec::with_capacity(STREAM_EVENTS);
-    while stream.len() < STREAM_EVENTS {
+    let wanted = stream_events();
+    let mut stream = Vec::with_capacity(wanted);
+    while stream.len() < wanted {
         let index = rng.gen_range(0..profiles);
         let weight = generator.activity_weight(index);
         if rng.gen::<f64>() * 10.0 > weight {
@@ -221,6 +229,10 @@ fn bench_track(c: &mut Criterion) {
         let setup = setup(profiles);
         latency_report(&setup);
         tick_report(&setup);
+        if std::env::var_os("SEGD_BENCH_REPORTS_ONLY").is_some() {
+            // For profilers (callgrind/perf): setup and the printed reports only.
+            continue;
+        }
         let mut position = 0usize;
         group.bench_with_input(BenchmarkId::from_parameter(profiles), &setup, |b, setup| {
             b.iter(|| {

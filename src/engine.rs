@@ -341,7 +341,7 @@ impl Engine {
     }
 
     /// Appends membership changes to the change log.
-    fn record(&self, changes: &[MembershipChange], cause: Cause) {
+    pub(crate) fn record(&self, changes: &[MembershipChange], cause: Cause) {
         if changes.is_empty() {
             return;
         }
@@ -494,7 +494,7 @@ impl Engine {
         added
     }
 
-    fn recompile_all(&self) {
+    pub(crate) fn recompile_all(&self) {
         let mut registry = self.registry.write();
         let schema = self.schema.read();
         let definitions: Vec<SegmentDefinition> = registry.all().map(|d| (**d).clone()).collect();
@@ -711,9 +711,7 @@ impl Engine {
                 }
             }
         }
-        for key in &keys {
-            self.identities.entry(identity_hash(key)).or_insert(profile);
-        }
+        self.register_keys(&keys, profile);
         let schema = self.schema.read();
         let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
         for (name, trait_type, value) in &prepared.assignments {
@@ -793,7 +791,18 @@ impl Engine {
                 return Err(EngineError::ProfileNotFound(keys[0].clone()));
             }
         };
-        let old_external_id = shard.identities[profile.local.0 as usize].external_id();
+        // The external id (userId, else the first anonymousId) changes only when the
+        // profile gets its first userId or its first identifier at all; checking that
+        // first keeps the common path free of string building.
+        let identity = &shard.identities[profile.local.0 as usize];
+        let may_rename = !created
+            && identity.user_id.is_none()
+            && (user_id.is_some() || identity.anonymous_ids.is_empty());
+        let old_external_id = if may_rename {
+            identity.external_id()
+        } else {
+            String::new()
+        };
         {
             let identity = &mut shard.identities[profile.local.0 as usize];
             if let Some(user_id) = user_id {
@@ -809,7 +818,7 @@ impl Engine {
                 }
             }
         }
-        if !created {
+        if may_rename {
             recorded.extend(self.record_rename(registry, &shard, profile.local, &old_external_id));
         }
         Ok(Attached {
@@ -818,6 +827,18 @@ impl Engine {
             shard,
             recorded,
         })
+    }
+
+    /// Points identity keys that name no profile yet at `profile`. Most messages name
+    /// known keys, so a shared-lock lookup comes first and the write lock only for new
+    /// keys.
+    fn register_keys(&self, keys: &[String], profile: ProfileRef) {
+        for key in keys {
+            let hash = identity_hash(key);
+            if !self.identities.contains_key(&hash) {
+                self.identities.entry(hash).or_insert(profile);
+            }
+        }
     }
 
     /// A profile's external id changes when an anonymous profile learns its userId. The
@@ -1453,7 +1474,7 @@ impl Engine {
     }
 
     /// Recomputes one dynamic segment over every shard; returns the changes.
-    fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
+    pub(crate) fn recompute(&self, id: SegmentId) -> Vec<MembershipChange> {
         let registry = self.registry.read();
         let Some(definition) = registry.get(id).cloned() else {
             return Vec::new();
@@ -2183,9 +2204,7 @@ impl Engine {
             mut shard,
             recorded,
         } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
-        for key in &keys {
-            self.identities.entry(identity_hash(key)).or_insert(profile);
-        }
+        self.register_keys(&keys, profile);
         if !shard.events.has_room_for(event, &prepared) {
             // Only reachable for a profile created just now in a full shard.
             let changes = if created {

@@ -11,6 +11,7 @@ pub mod events;
 pub mod explain;
 pub mod http;
 pub mod ids;
+pub mod import;
 pub mod index;
 pub mod ingest;
 pub mod mmap;

@@ -4,14 +4,18 @@
 
 use clap::{Args, Parser, Subcommand};
 use segd::bulk::{default_threads, load_demo};
+use segd::clock::SystemClock;
+use segd::config::WalFsync;
 use segd::config::{ServeArgs, ServeConfig};
 use segd::demo::{demo_segments, DemoGenerator};
 use segd::engine::{Engine, EngineOptions, RuleInput};
 use segd::http::auth::Scope;
 use segd::http::{self, ServiceOptions, ServiceState};
+use segd::persist::wal::FsyncPolicy;
+use segd::persist::{Database, DatabaseOptions};
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -30,6 +34,15 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Load the demo data set, print the demo segments' sizes, and evaluate a rule.
     Eval(EvalArgs),
+    /// Print what a data directory holds (snapshots, WAL segments, sequence ranges,
+    /// sizes) and verify every checksum; exits non-zero when anything is damaged.
+    Inspect(InspectArgs),
+}
+
+#[derive(Args, Debug)]
+struct InspectArgs {
+    /// The data directory (as given to `segd serve --data-dir`).
+    data_dir: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -62,6 +75,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Eval(args) => eval(args),
+        Command::Inspect(args) => inspect(args),
     }
 }
 
@@ -97,6 +111,23 @@ fn load_demo_data(engine: &Engine, profiles: u64, events_per_profile: usize) -> 
         }
     }
     generator
+}
+
+fn inspect(args: InspectArgs) -> ExitCode {
+    match segd::persist::inspect::inspect(&args.data_dir) {
+        Ok(report) => {
+            println!("{report}");
+            if report.is_healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(error) => {
+            eprintln!("segd inspect: {}: {error}", args.data_dir.display());
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn eval(args: EvalArgs) -> ExitCode {
@@ -158,7 +189,10 @@ fn serve(args: ServeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(config))
+    let code = runtime.block_on(run(config));
+    // A demo load still running on the blocking pool must not hold up exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    code
 }
 
 fn warn_open_scopes(config: &ServeConfig) {
@@ -218,14 +252,65 @@ segd is ready on {base}. Try:
     )
 }
 
+/// `POST /v1/admin/snapshot` and the final snapshot at shutdown.
+struct DatabaseSnapshots(Arc<Database>);
+
+impl http::SnapshotHook for DatabaseSnapshots {
+    fn snapshot(&self, _engine: &Engine) -> Result<serde_json::Value, String> {
+        let report = self.0.snapshot_now().map_err(|error| error.to_string())?;
+        Ok(serde_json::json!({
+            "path": report.path.display().to_string(),
+            "covered_lsn": report.covered_lsn,
+            "bytes": report.bytes,
+            "pause_ms": report.pause.as_secs_f64() * 1e3,
+            "total_ms": report.total.as_secs_f64() * 1e3,
+            "removed_snapshots": report.removed_snapshots,
+            "removed_wal_segments": report.removed_wal_segments,
+        }))
+    }
+}
+
+/// How often time-driven membership changes are applied (well inside the 1 s promise).
+const TICK_INTERVAL_MS: u64 = 250;
+
 async fn run(config: ServeConfig) -> ExitCode {
     warn_open_scopes(&config);
-    let engine = Arc::new(Engine::new(config.engine_options()));
+    let fsync = match config.wal_fsync {
+        WalFsync::Always => FsyncPolicy::Always,
+        WalFsync::Interval(interval) => FsyncPolicy::IntervalMs(interval.as_millis() as u64),
+        WalFsync::Never => FsyncPolicy::Never,
+    };
+    let database_options = DatabaseOptions {
+        fsync,
+        engine: config.engine_options(),
+        ..DatabaseOptions::new(&config.data_dir)
+    };
+    let opened = tokio::task::spawn_blocking(move || {
+        Database::open(database_options, Arc::new(SystemClock))
+    })
+    .await;
+    let database = match opened {
+        Ok(Ok((database, report))) => {
+            eprintln!("{report}");
+            Arc::new(database)
+        }
+        Ok(Err(error)) => {
+            eprintln!(
+                "segd serve: cannot open data directory {}: {error}",
+                config.data_dir.display()
+            );
+            return ExitCode::FAILURE;
+        }
+        Err(_) => return ExitCode::FAILURE,
+    };
+    let engine = database.engine().clone();
     let state = ServiceState::new(
         engine.clone(),
         ServiceOptions {
             keys: config.keys.clone(),
             limits: config.limits.clone(),
+            snapshot: Some(Arc::new(DatabaseSnapshots(database.clone()))),
+            database: Some(database.clone()),
             ..ServiceOptions::default()
         },
     );
@@ -236,24 +321,52 @@ async fn run(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    tracing::info!(listen = %config.listen, shards = config.shards, "segd listening");
-    // Persistence (--data-dir, --snapshot-interval-s, --wal-fsync) plugs in through
-    // `ServiceOptions::snapshot`; until then the data directory is not read.
-    let _ = (
-        &config.data_dir,
-        config.snapshot_interval_s,
-        config.wal_fsync,
-    );
-    if config.demo {
+    tracing::info!(listen = %config.listen, shards = config.shards, data_dir = %config.data_dir.display(), "segd listening");
+    let _snapshots = (config.snapshot_interval_s > 0)
+        .then(|| database.start_snapshots(Duration::from_secs(config.snapshot_interval_s)));
+    // Time-driven changes: pop due timers a few times a second.
+    let ticker_database = database.clone();
+    let mut ticker_shutdown = state.shutdown_signal();
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = ticker_shutdown.changed() => return,
+            }
+            let database = ticker_database.clone();
+            match tokio::task::spawn_blocking(move || database.tick()).await {
+                Ok(Err(error)) => tracing::error!(%error, "time-driven re-evaluation refused"),
+                Err(_) => tracing::error!("time-driven re-evaluation panicked"),
+                Ok(Ok(_)) => {}
+            }
+        }
+    });
+    // The demo data set is loaded only into an empty data directory, then made durable
+    // by a snapshot (it is bulk-loaded, not written record by record to the WAL).
+    let load_demo = config.demo && engine.profile_count() == 0 && engine.list_segments().is_empty();
+    if config.demo && !load_demo {
+        eprintln!(
+            "--demo: {} already holds data ({} profiles); not loading the demo set again",
+            config.data_dir.display(),
+            engine.profile_count()
+        );
+    }
+    if load_demo {
         state.set_ready(false);
         let loader_state = state.clone();
         let demo_config = config.clone();
+        let demo_database = database.clone();
         tokio::task::spawn_blocking(move || {
             let generator = load_demo_data(
                 &loader_state.engine,
                 demo_config.demo_profiles,
                 demo_config.demo_events_per_profile,
             );
+            if let Err(error) = demo_database.snapshot_now() {
+                eprintln!("the demo data could not be snapshotted: {error}");
+            }
             loader_state.set_ready(true);
             eprintln!(
                 "{}",

@@ -713,7 +713,6 @@ async fn segment_bodies_are_checked() {
 }
 
 #[tokio::test]
-#[ignore = "needs parser branch"]
 async fn text_rules_create_segments() {
     let (_, router) = populated().await;
     let answer = admin(
@@ -1464,4 +1463,162 @@ async fn readiness_follows_state() {
     state.set_ready(true);
     let answer = call(&router, request(Method::GET, "/readyz", None, None)).await;
     assert_eq!(answer.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn no_input_yields_a_server_error() {
+    let (_, router) = populated().await;
+    let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"{}".to_vec(),
+        b"\"text\"".to_vec(),
+        b"{\"batch\": null, \"rule\": null, \"profiles\": null}".to_vec(),
+        b"{\"name\": \"\\u0000\", \"rule\": {\"kind\": \"and\", \"rules\": []}}".to_vec(),
+        b"{\"expression\": {\"and\": []}, \"profiles\": [], \"segments\": []}".to_vec(),
+        b"{\"userId\": 1e999}".to_vec(),
+        b"{\"url\": \"http://[::1\"}".to_vec(),
+        vec![0xff, 0xfe, 0x00, 0x7b],
+        deep.into_bytes(),
+    ];
+    let paths = |template: &str| {
+        [
+            template.replace("{id}", "0").replace("{profile}", "u2"),
+            template
+                .replace("{id}", "%FF%FE")
+                .replace("{profile}", "%00"),
+            template
+                .replace("{id}", "18446744073709551616")
+                .replace("{profile}", "anon:"),
+        ]
+    };
+    let mut statuses = std::collections::BTreeMap::new();
+    for route in segd::http::route_table() {
+        if route.path.ends_with("/stream") || route.path == "/v1/admin/snapshot" {
+            continue;
+        }
+        for path in paths(route.path) {
+            for body in &bodies {
+                let auth = match route.scope {
+                    segd::http::auth::Scope::Write => basic(WRITE),
+                    _ => format!("Bearer {ADMIN}"),
+                };
+                let request = Request::builder()
+                    .method(route.method.clone())
+                    .uri(format!(
+                        "{path}?limit=99999999999999999999999&cursor=%FF&after=-5"
+                    ))
+                    .header(header::AUTHORIZATION, auth)
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(body.clone()))
+                    .unwrap();
+                let answer = call(&router, request).await;
+                *statuses.entry(answer.status.as_u16()).or_insert(0) += 1;
+                assert!(
+                    answer.status.as_u16() < 500,
+                    "{} {path} with {:?}: {}",
+                    route.method,
+                    String::from_utf8_lossy(&body[..body.len().min(40)]),
+                    answer.text
+                );
+                if !answer.status.is_success() {
+                    assert!(
+                        answer.code() != "",
+                        "{} {path}: not a JSON error: {}",
+                        route.method,
+                        answer.text
+                    );
+                }
+            }
+        }
+    }
+    // The inputs reached the handlers: some succeed, most are refused for their content.
+    for status in [200, 400, 404, 422] {
+        assert!(statuses.contains_key(&status), "{statuses:?}");
+    }
+}
+
+#[tokio::test]
+async fn stream_webhook_and_batch_limits() {
+    let (_, router) = service(
+        ServiceOptions {
+            limits: Limits {
+                max_sse_streams: 1,
+                ..Limits::default()
+            },
+            ..ServiceOptions::default()
+        },
+        engine_options(),
+    );
+    // One stream open (its body kept alive), the next is refused.
+    let first = router
+        .clone()
+        .oneshot(request(Method::GET, "/v1/changes/stream", None, None))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let answer = call(
+        &router,
+        request(Method::GET, "/v1/changes/stream", None, None),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.code(), "overloaded");
+    drop(first);
+    let again = router
+        .clone()
+        .oneshot(request(Method::GET, "/v1/changes/stream", None, None))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the slot is free once the stream ends"
+    );
+
+    let webhook = |url: String| {
+        let router = router.clone();
+        async move {
+            call(
+                &router,
+                request(
+                    Method::POST,
+                    "/v1/webhooks",
+                    None,
+                    Some(json!({"url": url})),
+                ),
+            )
+            .await
+        }
+    };
+    let long = format!(
+        "http://127.0.0.1:9/{}",
+        "a".repeat(segd::http::webhooks::MAX_URL_BYTES)
+    );
+    assert_eq!(webhook(long).await.json["error"]["path"], "url");
+    for index in 0..segd::http::webhooks::MAX_WEBHOOKS {
+        let answer = webhook(format!("http://127.0.0.1:9/{index}")).await;
+        assert_eq!(answer.status, StatusCode::CREATED);
+    }
+    let answer = webhook("http://127.0.0.1:9/one-too-many".into()).await;
+    assert_eq!(answer.status, StatusCode::CONFLICT);
+    assert_eq!(answer.code(), "too_many_webhooks");
+
+    let batch: Vec<Value> = (0..=segd::ingest::MAX_BATCH_MESSAGES)
+        .map(|index| json!({"type": "identify", "userId": format!("b{index}")}))
+        .collect();
+    let answer = call(
+        &router,
+        request(
+            Method::POST,
+            "/v1/batch",
+            None,
+            Some(json!({"batch": batch})),
+        ),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(answer.json["error"]["path"], "batch");
 }

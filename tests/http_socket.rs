@@ -27,12 +27,20 @@ struct Server {
 }
 
 async fn start(options: ServiceOptions) -> Server {
+    start_with(
+        options,
+        EngineOptions {
+            shards: 2,
+            ..EngineOptions::default()
+        },
+    )
+    .await
+}
+
+async fn start_with(options: ServiceOptions, engine_options: EngineOptions) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let engine = Arc::new(Engine::new(EngineOptions {
-        shards: 2,
-        ..EngineOptions::default()
-    }));
+    let engine = Arc::new(Engine::new(engine_options));
     let state = ServiceState::new(engine, options);
     let (stop, stopped) = oneshot::channel::<()>();
     let handle = tokio::spawn(segd::http::serve(listener, state.clone(), async move {
@@ -276,6 +284,107 @@ async fn webhooks_deliver_signed_batches_and_retry_failures() {
 }
 
 #[tokio::test]
+async fn webhook_that_falls_behind_retention_says_so_and_resumes() {
+    // The receiver fails until told to accept.
+    let accept = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (sender, mut received) = mpsc::channel::<Value>(16);
+    let receiver = {
+        let accept = accept.clone();
+        axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: Bytes| {
+                let sender = sender.clone();
+                let accept = accept.clone();
+                async move {
+                    if !accept.load(Ordering::SeqCst) {
+                        return StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let _ = sender.send(serde_json::from_slice(&body).unwrap()).await;
+                    StatusCode::OK
+                }
+            }),
+        )
+    };
+    let receiver_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let receiver_address = receiver_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(receiver_listener, receiver).await });
+    let server = start_with(
+        ServiceOptions {
+            webhooks: WebhookOptions {
+                retry_initial_ms: 10,
+                retry_max_ms: 20,
+                ..WebhookOptions::default()
+            },
+            ..ServiceOptions::default()
+        },
+        EngineOptions {
+            shards: 2,
+            change_log: segd::changes::ChangeLogOptions {
+                retention_count: 2,
+                ..segd::changes::ChangeLogOptions::default()
+            },
+            ..EngineOptions::default()
+        },
+    )
+    .await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    let client = client();
+    let register = json!({"url": format!("http://{receiver_address}/hook")});
+    let response = client
+        .request(
+            Request::post(format!("http://{}/v1/webhooks", server.address))
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::from(register.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // Change 1 is picked up and fails; changes 2..5 push 1..3 out of retention.
+    set_plan(&engine, "u1", "pro");
+    // Wait until the worker holds change 1 and has failed to deliver it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while server
+        .state
+        .metrics
+        .webhook_failures
+        .load(Ordering::Relaxed)
+        == 0
+    {
+        assert!(std::time::Instant::now() < deadline, "no delivery attempt");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    for user in ["u2", "u3", "u4", "u5"] {
+        set_plan(&engine, user, "pro");
+    }
+    accept.store(true, Ordering::SeqCst);
+    let mut sequences = Vec::new();
+    while !sequences.contains(&5) {
+        let payload = timeout(Duration::from_secs(5), received.recv())
+            .await
+            .expect("delivered within 5 s")
+            .unwrap();
+        for change in payload["changes"].as_array().unwrap() {
+            sequences.push(change["sequence"].as_u64().unwrap());
+        }
+    }
+    assert_eq!(
+        sequences,
+        vec![1, 4, 5],
+        "the batch in hand, then what retention kept"
+    );
+    assert_eq!(
+        server
+            .state
+            .metrics
+            .webhook_fell_behind
+            .load(Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
 async fn graceful_shutdown_ends_streams_and_stops() {
     let mut server = start(ServiceOptions::default()).await;
     let client = client();
@@ -298,8 +407,23 @@ async fn graceful_shutdown_ends_streams_and_stops() {
         .unwrap();
     assert_eq!(healthz.status(), StatusCode::OK);
     drop(healthz);
+    // A long-poll waiting for up to 20 s.
+    let poll = tokio::spawn(
+        client.request(
+            get(server.address, "/v1/changes?wait_ms=20000")
+                .body(Full::default())
+                .unwrap(),
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop.take().unwrap().send(()).unwrap();
-    // The open stream ends, then the server returns.
+    // The poll is answered at once, the open stream ends, then the server returns.
+    let polled = timeout(Duration::from_secs(5), poll)
+        .await
+        .expect("long-poll answered during shutdown")
+        .unwrap()
+        .unwrap();
+    assert_eq!(polled.status(), StatusCode::OK);
     let ended = timeout(Duration::from_secs(5), async {
         while let Some(frame) = body.frame().await {
             if frame.is_err() {
@@ -318,4 +442,53 @@ async fn graceful_shutdown_ends_streams_and_stops() {
     assert!(tokio::net::TcpStream::connect(server.address)
         .await
         .is_err());
+}
+
+/// Measures "event accepted → change on the SSE stream": each round POSTs an identify
+/// that flips the profile in or out of a segment and waits for the change event. Run with
+/// `cargo test --release --test http_socket -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, prints latency percentiles"]
+async fn measure_event_to_sse_latency() {
+    let server = start(ServiceOptions::default()).await;
+    let engine = server.state.engine.clone();
+    plan_segment(&engine, "pro", "pro");
+    let client = client();
+    let response = client
+        .request(
+            get(server.address, "/v1/changes/stream")
+                .body(Full::default())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    let rounds = 2_000;
+    let mut latencies_us = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let plan = if round % 2 == 0 { "pro" } else { "free" };
+        let message = json!({"userId": "latency-user", "traits": {"plan": plan}});
+        let started = std::time::Instant::now();
+        let answer = client
+            .request(
+                Request::post(format!("http://{}/v1/identify", server.address))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(message.to_string())))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let ids = read_ids(&mut body, 1).await;
+        assert_eq!(ids, vec![round as u64 + 1]);
+        latencies_us.push(started.elapsed().as_micros() as u64);
+    }
+    latencies_us.sort_unstable();
+    let at = |quantile: f64| latencies_us[((rounds as f64 * quantile) as usize).min(rounds - 1)];
+    println!(
+        "identify POST -> SSE event, {rounds} rounds: p50 {} us, p99 {} us, max {} us",
+        at(0.5),
+        at(0.99),
+        latencies_us[rounds - 1]
+    );
 }

@@ -22,7 +22,6 @@ use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES
 use roaring::RoaringBitmap;
 use serde_json::Value;
 use std::collections::HashMap;
-use xxhash_rust::xxh3::Xxh3Builder;
 
 /// Longest event name accepted.
 pub const MAX_EVENT_NAME_BYTES: usize = 256;
@@ -260,7 +259,7 @@ pub(crate) struct StoredEvent {
     pub(crate) properties_len: u32,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct ProfileEvents {
     /// Sorted by (name, time); equal keys keep arrival order.
     pub(crate) events: Vec<StoredEvent>,
@@ -268,6 +267,21 @@ pub(crate) struct ProfileEvents {
     /// Bytes of `properties` no longer referenced (expired events).
     pub(crate) garbage_bytes: usize,
     pub(crate) lifetime: Vec<(EventNameId, Lifetime)>,
+    /// Time of the oldest stored event (i64::MAX when none): expiry skips profiles
+    /// with nothing old enough without scanning their events.
+    pub(crate) oldest_ms: i64,
+}
+
+impl Default for ProfileEvents {
+    fn default() -> Self {
+        ProfileEvents {
+            events: Vec::new(),
+            properties: Vec::new(),
+            garbage_bytes: 0,
+            lifetime: Vec::new(),
+            oldest_ms: i64::MAX,
+        }
+    }
 }
 
 impl ProfileEvents {
@@ -306,6 +320,9 @@ impl ProfileEvents {
 
     /// Drops events older than `cutoff_ms`; returns how many were dropped.
     fn drop_older_than(&mut self, cutoff_ms: i64) -> usize {
+        if self.oldest_ms >= cutoff_ms {
+            return 0;
+        }
         let before = self.events.len();
         let mut freed = 0usize;
         self.events.retain(|event| {
@@ -317,7 +334,26 @@ impl ProfileEvents {
         });
         self.garbage_bytes += freed;
         self.compact_if_sparse();
+        self.recompute_oldest();
         before - self.events.len()
+    }
+
+    fn recompute_oldest(&mut self) {
+        self.oldest_ms = self
+            .events
+            .iter()
+            .map(|event| event.time_ms)
+            .min()
+            .unwrap_or(i64::MAX);
+    }
+
+    /// Inserts an event record at its (name, time) position.
+    fn insert_record(&mut self, record: StoredEvent) {
+        let position = self
+            .events
+            .partition_point(|other| (other.name, other.time_ms) <= (record.name, record.time_ms));
+        self.events.insert(position, record);
+        self.oldest_ms = self.oldest_ms.min(record.time_ms);
     }
 
     /// Drops the oldest events beyond the per-profile bound.
@@ -357,6 +393,7 @@ impl ProfileEvents {
         debug_assert_eq!(remaining, 0);
         self.garbage_bytes += freed;
         self.compact_if_sparse();
+        self.recompute_oldest();
         excess
     }
 
@@ -547,9 +584,9 @@ pub struct EventStore {
     retention_ms: i64,
     // xxh3 instead of SipHash: names are looked up on every evaluation of a
     // behavioral condition. Seeded per store, so crafted names cannot collide at will.
-    names: HashMap<Box<str>, EventNameId, Xxh3Builder>,
+    names: HashMap<Box<str>, EventNameId, NameHasherBuilder>,
     pub(crate) name_list: Vec<Box<str>>,
-    property_names: HashMap<Box<str>, PropertyNameId, Xxh3Builder>,
+    property_names: HashMap<Box<str>, PropertyNameId, NameHasherBuilder>,
     pub(crate) property_list: Vec<Box<str>>,
     pub(crate) profiles: Vec<Option<Box<ProfileEvents>>>,
     /// Per event name: profiles that ever performed it (lifetime).
@@ -559,10 +596,57 @@ pub struct EventStore {
     stats: EventStats,
 }
 
-fn seeded_hasher() -> Xxh3Builder {
-    use std::hash::BuildHasher;
-    let seed = std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64);
-    Xxh3Builder::new().with_seed(seed)
+/// Hashes short names with one-shot seeded xxh3 per `write` call. xxhash-rust's own
+/// `Xxh3Builder` sets up a streaming state per hash, which cost more than a third of a
+/// `track` call's instructions (callgrind) when every behavioral condition looks its
+/// event name up.
+#[derive(Clone, Copy, Debug)]
+pub struct NameHasherBuilder {
+    seed: u64,
+}
+
+impl NameHasherBuilder {
+    /// Seeded per store, so crafted names cannot collide at will.
+    pub fn random() -> NameHasherBuilder {
+        use std::hash::BuildHasher;
+        NameHasherBuilder {
+            seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64),
+        }
+    }
+}
+
+impl Default for NameHasherBuilder {
+    fn default() -> Self {
+        NameHasherBuilder::random()
+    }
+}
+
+impl std::hash::BuildHasher for NameHasherBuilder {
+    type Hasher = NameHasher;
+    fn build_hasher(&self) -> NameHasher {
+        NameHasher { state: self.seed }
+    }
+}
+
+pub struct NameHasher {
+    state: u64,
+}
+
+impl std::hash::Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.state = xxhash_rust::xxh3::xxh3_64_with_seed(bytes, self.state);
+    }
+    fn write_u8(&mut self, byte: u8) {
+        // `str` hashing appends 0xff; fold it in cheaply.
+        self.state = (self.state ^ u64::from(byte)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.state
+    }
+}
+
+fn seeded_hasher() -> NameHasherBuilder {
+    NameHasherBuilder::random()
 }
 
 static EMPTY_BITMAP: std::sync::OnceLock<RoaringBitmap> = std::sync::OnceLock::new();
@@ -763,10 +847,7 @@ impl EventStore {
             properties_len: encoded.len() as u32,
         };
         profile.properties.extend_from_slice(&encoded);
-        let position = profile
-            .events
-            .partition_point(|other| (other.name, other.time_ms) <= (name, time_ms));
-        profile.events.insert(position, record);
+        profile.insert_record(record);
         let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
         self.stats.expired += expired as u64;
         self.stats.dropped_over_limit += dropped as u64;
@@ -888,10 +969,7 @@ impl EventStore {
                 properties_len: encoded.len() as u32,
             };
             profile.properties.extend_from_slice(&encoded);
-            let position = profile
-                .events
-                .partition_point(|other| (other.name, other.time_ms) <= (name, *time_ms));
-            profile.events.insert(position, record);
+            profile.insert_record(record);
             let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
             self.stats.dropped_over_limit += dropped as u64;
             self.stats.stored = self.stats.stored + 1 - dropped as u64;
@@ -940,8 +1018,11 @@ impl EventStore {
         retention_ms: i64,
         name_list: Vec<Box<str>>,
         property_list: Vec<Box<str>>,
-        profiles: Vec<Option<Box<ProfileEvents>>>,
+        mut profiles: Vec<Option<Box<ProfileEvents>>>,
     ) -> Result<EventStore, String> {
+        for profile in profiles.iter_mut().flatten() {
+            profile.recompute_oldest();
+        }
         if name_list.len() > MAX_EVENT_NAMES || property_list.len() > MAX_PROPERTY_NAMES {
             return Err("more event or property names than a shard holds".into());
         }

@@ -91,9 +91,15 @@ pub async fn long_poll(
         if !result.changes.is_empty() || remaining.is_zero() {
             return Ok(answer(result));
         }
-        // Nothing for this reader yet: skip what was examined and wait for more.
+        // Nothing for this reader yet: skip what was examined and wait for more (or
+        // answer at once when the server starts shutting down, so draining is quick).
         after = result.next_after;
-        if !log.wait_async(result.head, remaining).await {
+        let mut shutdown = state.shutdown_signal();
+        let arrived = tokio::select! {
+            arrived = log.wait_async(result.head, remaining) => arrived,
+            _ = shutdown.wait_for(|stopping| *stopping) => false,
+        };
+        if !arrived {
             return Ok(answer(
                 log.read(after, segment, limit)
                     .map_err(|behind| fell_behind_error(behind, log.head()))?,

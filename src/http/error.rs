@@ -108,8 +108,24 @@ impl From<EngineError> for ApiError {
             | EngineError::SegmentInUse { .. } => StatusCode::CONFLICT,
             _ => StatusCode::UNPROCESSABLE_ENTITY,
         };
-        ApiError::new(status, error.code(), error.to_string())
+        let message = error.to_string();
+        let mut api = ApiError::new(status, error.code(), message.clone());
+        if let EngineError::Parse(_) = &error {
+            if let Some((line, column)) = rule_position(&message) {
+                api = api.with("line", line).with("column", column);
+            }
+        }
+        api
     }
+}
+
+/// The position of a rule syntax error, read from the parser's message, which starts
+/// with `line <n>, column <m>: ` (both 1-based).
+fn rule_position(message: &str) -> Option<(u64, u64)> {
+    let rest = message.strip_prefix("line ")?;
+    let (line, rest) = rest.split_once(", column ")?;
+    let (column, _) = rest.split_once(':')?;
+    Some((line.trim().parse().ok()?, column.trim().parse().ok()?))
 }
 
 impl From<MessageError> for ApiError {
@@ -125,3 +141,18 @@ impl From<MessageError> for ApiError {
 
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::rule_position;
+
+    #[test]
+    fn reads_the_position_of_rule_syntax_errors() {
+        assert_eq!(
+            rule_position("line 2, column 17: expected a value after `=`"),
+            Some((2, 17))
+        );
+        assert_eq!(rule_position("parse error"), None);
+        assert_eq!(rule_position("line x, column 1: y"), None);
+    }
+}

@@ -69,7 +69,7 @@ fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> 
     };
     let started = Instant::now();
     // Applied on this worker: a batch is short, and a hand-off would cost more than it.
-    state.engine.apply_batch(&messages)?;
+    state.writer().apply_batch(messages)?;
     state
         .metrics
         .ingest_apply

@@ -4,14 +4,15 @@
 //! Lookups answer on the async worker: they take one shard read lock for a copy of the
 //! profile's own segment list.
 
+use crate::engine::Engine;
 use crate::http::body::{JsonBody, PathParams};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::segments::resolve_segment;
-use crate::http::{blocking, AppState};
+use crate::http::{blocking, blocking_write, AppState};
 use crate::ids::SegmentId;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 /// Most profile × segment pairs in one bulk check.
@@ -21,10 +22,39 @@ pub const CARD_RECENT_EVENTS: usize = 20;
 /// Recent events included in an export.
 pub const EXPORT_RECENT_EVENTS: usize = 100_000;
 
+/// One segment in a lookup answer.
+#[derive(Debug, Serialize)]
+pub struct SegmentEntry {
+    pub id: SegmentId,
+    pub name: String,
+}
+
+#[derive(Debug, Serialize)]
+struct SegmentsOf {
+    profile: String,
+    segments: Vec<SegmentEntry>,
+}
+
+impl Engine {
+    /// Ids and names of segments under one registry read (ids no longer defined are
+    /// skipped): the lookup path takes the lock once, not once per segment.
+    pub(crate) fn segment_entries(&self, ids: &[SegmentId]) -> Vec<SegmentEntry> {
+        let registry = self.registry.read();
+        ids.iter()
+            .filter_map(|id| {
+                registry.get(*id).map(|definition| SegmentEntry {
+                    id: *id,
+                    name: definition.name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
 pub async fn segments_of(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<impl Serialize>> {
     let engine = &state.engine;
     let Some(reference) = engine.resolve(&profile) else {
         return Err(ApiError::not_found(
@@ -35,15 +65,8 @@ pub async fn segments_of(
     let mut ids = Vec::new();
     engine.segments_of_profile(reference, &mut ids);
     ids.sort_unstable();
-    let segments: Vec<Value> = ids
-        .iter()
-        .filter_map(|id| {
-            engine
-                .segment(*id)
-                .map(|definition| json!({"id": id, "name": definition.name}))
-        })
-        .collect();
-    Ok(Json(json!({ "profile": profile, "segments": segments })))
+    let segments = engine.segment_entries(&ids);
+    Ok(Json(SegmentsOf { profile, segments }))
 }
 
 pub async fn is_member(
@@ -147,7 +170,7 @@ pub async fn erase(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    let changes = blocking(&state, move |engine| engine.erase_profile(&profile)).await??;
+    let changes = blocking_write(&state, move |writer| writer.erase_profile(&profile)).await??;
     Ok(Json(json!({
         "erased": true,
         "segments_left": changes.iter().map(|change| change.segment).collect::<Vec<_>>(),

@@ -59,8 +59,8 @@ impl Histogram {
 /// Counters kept by the HTTP layer.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (route template, status) → requests.
-    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    /// route template → status → requests (keys allocated once per route and status).
+    requests: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     /// error code → rejected requests.
     rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Time to apply an ingest request (validation, identity, re-evaluation, change log).
@@ -83,11 +83,13 @@ pub struct WebhookFigures {
 
 impl Metrics {
     pub fn count_request(&self, route: &str, status: u16) {
-        *self
-            .requests
-            .lock()
-            .entry((route.to_string(), status))
-            .or_default() += 1;
+        let mut requests = self.requests.lock();
+        match requests.get_mut(route) {
+            Some(statuses) => *statuses.entry(status).or_default() += 1,
+            None => {
+                requests.insert(route.to_string(), BTreeMap::from([(status, 1)]));
+            }
+        }
     }
 
     pub fn count_rejection(&self, code: &'static str) {
@@ -229,11 +231,13 @@ impl Metrics {
             self.shed_requests.load(Ordering::Relaxed),
         );
         let _ = writeln!(out, "# HELP segd_http_requests_total HTTP requests by route and status.\n# TYPE segd_http_requests_total counter");
-        for ((route, status), count) in self.requests.lock().iter() {
-            let _ = writeln!(
-                out,
-                "segd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
-            );
+        for (route, statuses) in self.requests.lock().iter() {
+            for (status, count) in statuses {
+                let _ = writeln!(
+                    out,
+                    "segd_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+                );
+            }
         }
         let _ = writeln!(out, "# HELP segd_http_rejected_total Rejected requests by error code.\n# TYPE segd_http_rejected_total counter");
         for (code, count) in self.rejected.lock().iter() {

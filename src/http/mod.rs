@@ -73,6 +73,9 @@ pub struct ServiceOptions {
     pub limits: Limits,
     pub webhooks: webhooks::WebhookOptions,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
+    /// When set, every mutation is written to its WAL before it is applied and
+    /// acknowledged (see [`Writer`]).
+    pub database: Option<Arc<crate::persist::Database>>,
 }
 
 /// State shared by every handler.
@@ -83,6 +86,7 @@ pub struct ServiceState {
     pub metrics: Arc<Metrics>,
     pub webhooks: webhooks::Webhooks,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
+    pub database: Option<Arc<crate::persist::Database>>,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
     in_flight: Arc<Semaphore>,
@@ -121,6 +125,7 @@ impl ServiceState {
             limits: options.limits,
             metrics,
             snapshot: options.snapshot,
+            database: options.database,
             ready: AtomicBool::new(true),
             shutdown,
         })
@@ -144,6 +149,127 @@ impl ServiceState {
     pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.subscribe()
     }
+}
+
+/// The one door for mutations: through the durable database (WAL first, then apply;
+/// a failing WAL refuses the write with 503 `storage_unavailable`) when persistence is
+/// configured, else straight to the in-memory engine.
+pub struct Writer<'a> {
+    engine: &'a Engine,
+    database: Option<&'a crate::persist::Database>,
+}
+
+impl From<crate::persist::DatabaseError> for ApiError {
+    fn from(error: crate::persist::DatabaseError) -> ApiError {
+        match error {
+            crate::persist::DatabaseError::Engine(error) => error.into(),
+            crate::persist::DatabaseError::Unavailable(error) => {
+                tracing::error!(%error, "write refused: the WAL cannot persist it");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "the server cannot persist writes right now; nothing was applied — retry later",
+                )
+            }
+        }
+    }
+}
+
+impl Writer<'_> {
+    pub fn apply_batch(
+        &self,
+        messages: Vec<crate::ingest::Message>,
+    ) -> Result<crate::engine::BatchOutcome, ApiError> {
+        Ok(match self.database {
+            Some(database) => database.apply_batch(messages)?,
+            None => self.engine.apply_batch(&messages)?,
+        })
+    }
+
+    pub fn create_segment_with(
+        &self,
+        name: &str,
+        description: &str,
+        rule: Option<crate::engine::RuleInput>,
+        emit_initial: bool,
+    ) -> Result<crate::engine::SegmentSummary, ApiError> {
+        Ok(match self.database {
+            Some(database) => {
+                database.create_segment_with(name, description, rule, emit_initial)?
+            }
+            None => self
+                .engine
+                .create_segment_with(name, description, rule, emit_initial)?,
+        })
+    }
+
+    pub fn update_segment(
+        &self,
+        id: crate::ids::SegmentId,
+        rule: crate::engine::RuleInput,
+        description: Option<&str>,
+    ) -> Result<
+        (
+            crate::engine::SegmentSummary,
+            Vec<crate::engine::MembershipChange>,
+        ),
+        ApiError,
+    > {
+        Ok(match self.database {
+            Some(database) => database.update_segment(id, rule, description)?,
+            None => self.engine.update_segment(id, rule, description)?,
+        })
+    }
+
+    pub fn delete_segment(&self, id: crate::ids::SegmentId) -> Result<(), ApiError> {
+        match self.database {
+            Some(database) => database.delete_segment(id)?,
+            None => self.engine.delete_segment(id)?,
+        }
+        Ok(())
+    }
+
+    pub fn edit_static(
+        &self,
+        id: crate::ids::SegmentId,
+        edit: crate::engine::StaticEdit,
+        profiles: &[String],
+    ) -> Result<(Vec<crate::engine::MembershipChange>, Vec<String>), ApiError> {
+        Ok(match self.database {
+            Some(database) => database.edit_static(id, edit, profiles)?,
+            None => self.engine.edit_static(id, edit, profiles)?,
+        })
+    }
+
+    pub fn erase_profile(
+        &self,
+        external_id: &str,
+    ) -> Result<Vec<crate::engine::MembershipChange>, ApiError> {
+        Ok(match self.database {
+            Some(database) => database.erase_profile(external_id)?,
+            None => self.engine.erase_profile(external_id)?,
+        })
+    }
+}
+
+impl ServiceState {
+    pub fn writer(&self) -> Writer<'_> {
+        Writer {
+            engine: &self.engine,
+            database: self.database.as_deref(),
+        }
+    }
+}
+
+/// Runs mutation work on the blocking pool through the [`Writer`].
+pub async fn blocking_write<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Writer<'_>) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || work(&state.writer()))
+        .await
+        .map_err(|_| ApiError::internal())
 }
 
 /// Runs engine work on the blocking pool (whole-population work must not stall the
@@ -422,15 +548,13 @@ async fn check_scope(
 
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", |path| path.as_str())
-        .to_string();
+    // An Arc clone, not a copy of the text: this runs on every request.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    state.metrics.count_request(&route, status);
+    let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
+    state.metrics.count_request(route, status);
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
         state.metrics.count_rejection(code);
     }

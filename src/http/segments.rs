@@ -7,7 +7,7 @@
 use crate::engine::{Engine, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE};
 use crate::http::body::{JsonBody, PathParams, QueryParams};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::{blocking, AppState};
+use crate::http::{blocking, blocking_write, AppState};
 use crate::ids::SegmentId;
 use crate::segment::ast::Rule;
 use axum::body::{Body, Bytes};
@@ -106,8 +106,8 @@ pub async fn create(
         (Some(rule), false) => Some(rule_input(rule)?),
         (None, true) => None,
     };
-    let summary = blocking(&state, move |engine| {
-        engine.create_segment_with(&body.name, &body.description, rule, body.emit_initial)
+    let summary = blocking_write(&state, move |writer| {
+        writer.create_segment_with(&body.name, &body.description, rule, body.emit_initial)
     })
     .await??;
     Ok((StatusCode::CREATED, Json(summary)).into_response())
@@ -147,8 +147,8 @@ pub async fn update(
         check_description(description)?;
     }
     let rule = rule_input(body.rule)?;
-    let (summary, changes) = blocking(&state, move |engine| {
-        engine.update_segment(id, rule, body.description.as_deref())
+    let (summary, changes) = blocking_write(&state, move |writer| {
+        writer.update_segment(id, rule, body.description.as_deref())
     })
     .await??;
     let own: Vec<_> = changes
@@ -179,7 +179,7 @@ pub async fn remove(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let id = resolve_segment(&state.engine, &id)?;
-    blocking(&state, move |engine| engine.delete_segment(id)).await??;
+    blocking_write(&state, move |writer| writer.delete_segment(id)).await??;
     Ok(Json(json!({ "deleted": true, "id": id })))
 }
 
@@ -381,7 +381,7 @@ async fn static_edit(
 ) -> ApiResult<Json<Value>> {
     let id = resolve_segment(&state.engine, &id)?;
     let (changes, unknown) =
-        blocking(state, move |engine| engine.edit_static(id, edit, &profiles)).await??;
+        blocking_write(state, move |writer| writer.edit_static(id, edit, &profiles)).await??;
     let own = changes.iter().filter(|change| change.segment == id);
     let entered = own.clone().filter(|change| change.entered).count();
     let exited = own.filter(|change| !change.entered).count();

@@ -32,6 +32,22 @@ pub struct BitSlicedIndex {
     pub(crate) slices: Vec<RoaringBitmap>,
 }
 
+/// Adds strictly increasing `ids` to `bitmap`: appended in place when they all lie above
+/// its maximum (the bulk-import case), merged otherwise.
+pub(crate) fn add_sorted(bitmap: &mut RoaringBitmap, ids: &[u32]) {
+    let Some(&first) = ids.first() else {
+        return;
+    };
+    if bitmap.max().is_none_or(|max| max < first) && bitmap.append(ids.iter().copied()).is_ok() {
+        return;
+    }
+    if let Ok(more) = RoaringBitmap::from_sorted_iter(ids.iter().copied()) {
+        *bitmap |= more;
+    } else {
+        bitmap.extend(ids.iter().copied());
+    }
+}
+
 /// The three-way split of a candidate set against one magnitude.
 struct Split {
     less: RoaringBitmap,
@@ -198,6 +214,36 @@ impl BitSlicedIndex {
             less,
             equal,
             greater,
+        }
+    }
+
+    /// Stores keys for ids that hold none yet, in one pass per bitmap (bulk import):
+    /// `entries` are sorted by id, strictly increasing.
+    pub fn extend_fresh(&mut self, entries: &[(u32, i64)]) {
+        let mut negative = Vec::new();
+        let mut slices: Vec<Vec<u32>> = Vec::new();
+        for &(id, key) in entries {
+            if key < 0 {
+                negative.push(id);
+            }
+            let mut bits = key.unsigned_abs();
+            while bits != 0 {
+                let bit = bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                if slices.len() <= bit {
+                    slices.resize_with(bit + 1, Vec::new);
+                }
+                slices[bit].push(id);
+            }
+        }
+        while self.slices.len() < slices.len() {
+            self.slices.push(RoaringBitmap::new());
+        }
+        let ids: Vec<u32> = entries.iter().map(|(id, _)| *id).collect();
+        add_sorted(&mut self.existence, &ids);
+        add_sorted(&mut self.negative, &negative);
+        for (slice, ids) in self.slices.iter_mut().zip(&slices) {
+            add_sorted(slice, ids);
         }
     }
 

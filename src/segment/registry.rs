@@ -5,6 +5,7 @@
 //! what it can affect, referenced segments before the segments that reference them.
 //! Segment references form a DAG: a definition that would close a cycle is rejected.
 
+use crate::events::NameHasherBuilder;
 use crate::ids::SegmentId;
 use crate::segment::ast::Rule;
 use crate::segment::compile::Condition;
@@ -111,8 +112,8 @@ pub struct Registry {
     /// Dynamic segments in dependency order (referenced before referencing).
     order: Vec<SegmentId>,
     /// Affected dynamic segments per trait / event / segment, each list in `order`.
-    by_trait: HashMap<String, Vec<SegmentId>>,
-    by_event: HashMap<String, Vec<SegmentId>>,
+    by_trait: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
+    by_event: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
     by_segment: HashMap<SegmentId, Vec<SegmentId>>,
     time_dependent: Vec<SegmentId>,
 }

@@ -1,0 +1,247 @@
+//! `segd serve` as a real process on 127.0.0.1 with a data directory: writes through
+//! HTTP are durable across a graceful restart (SIGTERM → final snapshot → start again),
+//! the server's ticker applies time-driven changes on its own within about a second of
+//! their due time, `--demo` loads only into an empty data directory, and `segd inspect`
+//! verifies the directory afterwards. Bounded: every wait has a deadline.
+
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "admin-secret";
+const WRITE: &str = "write-secret";
+
+fn free_address() -> SocketAddr {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+}
+
+fn data_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("segd-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+struct Server {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Server {
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let address = free_address();
+        let child = Command::new(env!("CARGO_BIN_EXE_segd"))
+            .args([
+                "serve",
+                "--listen",
+                &address.to_string(),
+                "--data-dir",
+                dir.to_str().unwrap(),
+                "--admin-key",
+                ADMIN,
+                "--read-key",
+                "read-secret",
+                "--write-key",
+                WRITE,
+                "--shards",
+                "2",
+                "--wal-fsync",
+                "always",
+            ])
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let server = Server { child, address };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok((200, _)) = server.request("GET", "/readyz", None, None) {
+                return server;
+            }
+            assert!(Instant::now() < deadline, "server did not become ready");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        authorization: Option<String>,
+        body: Option<&Value>,
+    ) -> std::io::Result<(u16, Value)> {
+        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        );
+        if let Some(authorization) = authorization {
+            request.push_str(&format!("Authorization: {authorization}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(&body);
+        stream.write_all(request.as_bytes())?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response)?;
+        let text = String::from_utf8_lossy(&response);
+        let status = text
+            .split(' ')
+            .nth(1)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or(0);
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        // Chunked bodies: take the JSON between the chunk sizes.
+        let json_text = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
+            (Some(start), Some(end)) if end >= start => &body[start..=end],
+            _ => "null",
+        };
+        Ok((
+            status,
+            serde_json::from_str(json_text).unwrap_or(Value::Null),
+        ))
+    }
+
+    fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {
+        self.request(method, path, Some(format!("Bearer {ADMIN}")), body)
+            .unwrap()
+    }
+
+    fn ingest(&self, path: &str, body: &Value) -> (u16, Value) {
+        use base64::Engine as _;
+        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{WRITE}:"));
+        self.request("POST", path, Some(format!("Basic {basic}")), Some(body))
+            .unwrap()
+    }
+
+    /// SIGTERM, then wait for a clean exit (graceful shutdown writes the final snapshot).
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "segd exited with {status}");
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("segd did not stop within 30 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn iso(offset_ms: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    segd::store::value::format_timestamp(now + offset_ms)
+}
+
+#[test]
+fn writes_survive_restart_and_ticker_applies_time_driven_changes() {
+    let dir = data_dir("restart");
+    let server = Server::start(&dir, &[]);
+    let (status, _) = server.admin(
+        "POST",
+        "/v1/segments",
+        Some(&json!({"name": "buyers", "rule": "did \"order_completed\" where amount > 10 at least 2 times in last 30 days"})),
+    );
+    assert_eq!(status, 201);
+    // Member while the trial end is less than a minute ahead; leaves when it passes.
+    let (status, _) = server.admin(
+        "POST",
+        "/v1/segments",
+        Some(&json!({"name": "trial_ending", "rule": "trial_ends_at within next 1 minutes"})),
+    );
+    assert_eq!(status, 201);
+    let batch = json!({"batch": [
+        {"type": "identify", "userId": "u1", "traits": {"plan": "pro", "trial_ends_at": iso(2_500)}},
+        {"type": "track", "userId": "u1", "event": "order_completed", "properties": {"amount": 25}},
+        {"type": "track", "userId": "u1", "event": "order_completed", "properties": {"amount": 40}, "messageId": "m-2"},
+        {"type": "page", "anonymousId": "a1", "name": "Home", "properties": {"url": "https://example.com"}},
+    ]});
+    let (status, answer) = server.ingest("/v1/batch", &batch);
+    assert_eq!((status, answer), (200, json!({"success": true})));
+    let (_, segments) = server.admin("GET", "/v1/profiles/u1/segments", None);
+    let names = segments.to_string();
+    assert!(
+        names.contains("buyers") && names.contains("trial_ending"),
+        "{segments}"
+    );
+
+    // The ticker (not a request) moves u1 out of trial_ending after the due time.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, segments) = server.admin("GET", "/v1/profiles/u1/segments", None);
+        if !segments.to_string().contains("trial_ending") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "time-driven exit never applied");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, changes) = server.admin("GET", "/v1/changes?after=0&limit=100", None);
+    assert!(changes.to_string().contains("\"time\""), "{changes}");
+
+    server.stop();
+    let server = Server::start(&dir, &["--demo", "--demo-profiles", "500"]);
+    let (status, card) = server.admin("GET", "/v1/profiles/u1", None);
+    assert_eq!(status, 200);
+    let text = card.to_string();
+    assert!(
+        text.contains("order_completed") && text.contains("pro"),
+        "{card}"
+    );
+    let (_, segments) = server.admin("GET", "/v1/profiles/u1/segments", None);
+    assert!(segments.to_string().contains("buyers"), "{segments}");
+    // --demo did not load into a directory that already held data.
+    let (_, listed) = server.admin("GET", "/v1/segments", None);
+    assert!(!listed.to_string().contains("\"vip\""), "{listed}");
+    // The duplicate message id is still remembered after the restart.
+    let (status, _) = server.ingest(
+        "/v1/track",
+        &json!({"userId": "u1", "event": "order_completed", "properties": {"amount": 40}, "messageId": "m-2"}),
+    );
+    assert_eq!(status, 200);
+    let (_, card) = server.admin("GET", "/v1/profiles/u1", None);
+    assert!(card.to_string().contains("\"count\":2"), "{card}");
+    let (status, report) = server.admin("POST", "/v1/admin/snapshot", None);
+    assert_eq!(status, 200, "{report}");
+    server.stop();
+
+    let inspect = Command::new(env!("CARGO_BIN_EXE_segd"))
+        .args(["inspect", dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(inspect.status.success());
+    assert!(String::from_utf8_lossy(&inspect.stdout).contains("all checksums verified"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn demo_loads_into_an_empty_data_directory() {
+    let dir = data_dir("demo");
+    let server = Server::start(&dir, &["--demo", "--demo-profiles", "300"]);
+    let (status, listed) = server.admin("GET", "/v1/segments", None);
+    assert_eq!(status, 200);
+    assert!(listed.to_string().contains("\"vip\""), "{listed}");
+    server.stop();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,612 @@
+//! segd-load: an HTTP/1.1 load generator for segd, loopback only.
+//!
+//! ```text
+//! # closed loop: 50 connections, each sends its next request when the last answered
+//! segd-load --target http://127.0.0.1:7700 --scenario lookup --segment 3 --connections 50
+//! # open loop: 20,000 requests/s spread over 50 connections, latency from the intended
+//! # send time (no coordinated omission)
+//! segd-load --target http://127.0.0.1:7700 --scenario ingest --bodies batches.ndjson --rate 20000
+//! segd-load --target http://127.0.0.1:7700 --scenario preview --rule 'country = "DE"'
+//! ```
+//!
+//! Scenarios: `lookup` (`GET /v1/segments/{segment}/members/{prefix}{n}` over
+//! `--profiles` rotating profiles), `ingest` (`POST /v1/batch`, bodies cycled from a file
+//! with one body per line, e.g. `segd-gen profiles --format batch`), `preview`
+//! (`POST /v1/segments/preview`). A run stops at `--requests` or `--duration-s`,
+//! whichever comes first; both are capped. Keep-alive connections; a connection that
+//! fails is reopened. Latencies go into an HDR histogram (µs, 3 significant digits).
+//! The last line printed is a JSON summary.
+//!
+//! Only loopback targets are accepted (127.0.0.0/8, ::1, localhost): this tool must not
+//! load anything but a server on this machine.
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Most requests in one run.
+const MAX_REQUESTS: u64 = 100_000_000;
+/// Longest run.
+const MAX_DURATION_S: u64 = 3_600;
+/// Most connections.
+const MAX_CONNECTIONS: usize = 4_096;
+/// A request without an answer after this long counts as an error.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest response accepted (headers + body).
+const MAX_RESPONSE_BYTES: usize = 16 << 20;
+/// Most bodies read from `--bodies`.
+const MAX_BODIES: usize = 1_000_000;
+/// Highest latency the histogram records (µs); slower answers are clamped to it.
+const MAX_LATENCY_US: u64 = 60_000_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    Lookup,
+    Ingest,
+    Preview,
+}
+
+#[derive(Parser, Debug)]
+#[command(name = "segd-load", about = "Loopback HTTP load generator for segd")]
+struct Arguments {
+    /// Base URL of the server, e.g. http://127.0.0.1:7700 (loopback only).
+    #[arg(long)]
+    target: String,
+    #[arg(long, value_enum)]
+    scenario: Scenario,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 50)]
+    connections: usize,
+    /// Open loop at this many requests per second (default: closed loop).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Stop after this many requests.
+    #[arg(long, default_value_t = 100_000)]
+    requests: u64,
+    /// Stop after this many seconds.
+    #[arg(long, default_value_t = 30)]
+    duration_s: u64,
+    /// Client threads (1 leaves the other cores to the server).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// lookup: segment id or name.
+    #[arg(long)]
+    segment: Option<String>,
+    /// lookup: profiles `{prefix}0` .. `{prefix}{n-1}` are asked for.
+    #[arg(long, default_value_t = 100_000)]
+    profiles: u64,
+    #[arg(long, default_value = "user-")]
+    profile_prefix: String,
+    /// ingest: file with one `/v1/batch` body per line.
+    #[arg(long)]
+    bodies: Option<std::path::PathBuf>,
+    /// preview: the rule (text, or a JSON AST object).
+    #[arg(long)]
+    rule: Option<String>,
+    #[arg(long, env = "SEGD_WRITE_KEY")]
+    write_key: Option<String>,
+    #[arg(long, env = "SEGD_READ_KEY")]
+    read_key: Option<String>,
+    #[arg(long, env = "SEGD_ADMIN_KEY")]
+    admin_key: Option<String>,
+}
+
+/// Why a run cannot start: always the caller's to fix.
+#[derive(Debug)]
+struct UsageError(String);
+
+/// A validated target: a loopback socket address and the Host header.
+#[derive(Clone, Debug)]
+struct Target {
+    address: SocketAddr,
+    host: String,
+}
+
+fn parse_target(url: &str) -> Result<Target, UsageError> {
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        UsageError(format!(
+            "--target `{url}` must start with http:// (plain HTTP on loopback)"
+        ))
+    })?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let with_port = if authority.starts_with('[') {
+        if authority.contains("]:") {
+            authority.to_string()
+        } else {
+            format!("{authority}:80")
+        }
+    } else if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    let addresses: Vec<SocketAddr> = with_port
+        .to_socket_addrs()
+        .map_err(|error| UsageError(format!("--target `{url}`: cannot resolve: {error}")))?
+        .collect();
+    let address = addresses
+        .first()
+        .copied()
+        .ok_or_else(|| UsageError(format!("--target `{url}` resolves to no address")))?;
+    if !addresses.iter().all(|address| address.ip().is_loopback()) {
+        return Err(UsageError(format!(
+            "--target `{url}` is not a loopback address; segd-load only loads servers on this machine (127.0.0.0/8, ::1, localhost)"
+        )));
+    }
+    Ok(Target {
+        address,
+        host: authority.to_string(),
+    })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let triple = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for position in 0..4 {
+            if position <= chunk.len() {
+                out.push(ALPHABET[((triple >> (18 - 6 * position)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Percent-encodes a path segment.
+fn encode_segment(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b':' => {
+                (byte as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+/// Builds the bytes of request number `number`.
+struct RequestFactory {
+    scenario: Scenario,
+    host: String,
+    authorization: Option<String>,
+    segment: String,
+    profiles: u64,
+    profile_prefix: String,
+    bodies: Vec<Vec<u8>>,
+}
+
+impl RequestFactory {
+    fn new(arguments: &Arguments, target: &Target) -> Result<RequestFactory, UsageError> {
+        let bearer = |key: &Option<String>| key.as_ref().map(|key| format!("Bearer {key}"));
+        let (authorization, segment, bodies) = match arguments.scenario {
+            Scenario::Lookup => {
+                let segment = arguments.segment.clone().ok_or_else(|| {
+                    UsageError("--scenario lookup needs --segment <id or name>".into())
+                })?;
+                if arguments.profiles == 0 {
+                    return Err(UsageError("--profiles must be at least 1".into()));
+                }
+                (bearer(&arguments.read_key), segment, Vec::new())
+            }
+            Scenario::Ingest => {
+                let path = arguments.bodies.as_ref().ok_or_else(|| {
+                    UsageError("--scenario ingest needs --bodies <file with one /v1/batch body per line> (see segd-gen profiles --format batch)".into())
+                })?;
+                let text = std::fs::read(path).map_err(|error| {
+                    UsageError(format!("cannot read {}: {error}", path.display()))
+                })?;
+                let bodies: Vec<Vec<u8>> = text
+                    .split(|&byte| byte == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .take(MAX_BODIES)
+                    .map(<[u8]>::to_vec)
+                    .collect();
+                if bodies.is_empty() {
+                    return Err(UsageError(format!("{} has no bodies", path.display())));
+                }
+                let basic = arguments
+                    .write_key
+                    .as_ref()
+                    .map(|key| format!("Basic {}", base64(format!("{key}:").as_bytes())));
+                (basic, String::new(), bodies)
+            }
+            Scenario::Preview => {
+                let rule = arguments.rule.as_ref().ok_or_else(|| {
+                    UsageError("--scenario preview needs --rule <text or JSON AST>".into())
+                })?;
+                let rule_value = serde_json::from_str::<serde_json::Value>(rule)
+                    .ok()
+                    .filter(serde_json::Value::is_object)
+                    .unwrap_or_else(|| serde_json::Value::String(rule.clone()));
+                let body = serde_json::json!({ "rule": rule_value }).to_string();
+                (
+                    bearer(&arguments.admin_key),
+                    String::new(),
+                    vec![body.into_bytes()],
+                )
+            }
+        };
+        Ok(RequestFactory {
+            scenario: arguments.scenario,
+            host: target.host.clone(),
+            authorization,
+            segment: encode_segment(&segment),
+            profiles: arguments.profiles,
+            profile_prefix: arguments.profile_prefix.clone(),
+            bodies,
+        })
+    }
+
+    fn build(&self, number: u64, into: &mut Vec<u8>) {
+        into.clear();
+        let (method, path, body): (&str, String, &[u8]) = match self.scenario {
+            Scenario::Lookup => {
+                // A prime stride spreads consecutive requests over the profiles.
+                let profile = number.wrapping_mul(7_919) % self.profiles;
+                let name = encode_segment(&format!("{}{profile}", self.profile_prefix));
+                (
+                    "GET",
+                    format!("/v1/segments/{}/members/{name}", self.segment),
+                    &[],
+                )
+            }
+            Scenario::Ingest => (
+                "POST",
+                "/v1/batch".to_string(),
+                &self.bodies[(number % self.bodies.len() as u64) as usize],
+            ),
+            Scenario::Preview => ("POST", "/v1/segments/preview".to_string(), &self.bodies[0]),
+        };
+        into.extend_from_slice(
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: keep-alive\r\n",
+                self.host
+            )
+            .as_bytes(),
+        );
+        if let Some(authorization) = &self.authorization {
+            into.extend_from_slice(format!("Authorization: {authorization}\r\n").as_bytes());
+        }
+        if method == "POST" {
+            into.extend_from_slice(
+                format!(
+                    "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+        into.extend_from_slice(b"\r\n");
+        into.extend_from_slice(body);
+    }
+}
+
+/// Reads one HTTP/1.1 response; returns its status.
+async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
+    let invalid =
+        |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string());
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        match response.parse(buffer) {
+            Ok(httparse::Status::Complete(header_length)) => {
+                let status = response.code.unwrap_or(0);
+                let mut content_length = None;
+                let mut chunked = false;
+                for header in response.headers.iter() {
+                    if header.name.eq_ignore_ascii_case("content-length") {
+                        content_length = std::str::from_utf8(header.value)
+                            .ok()
+                            .and_then(|value| value.trim().parse::<usize>().ok());
+                    } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                        chunked = header.value.eq_ignore_ascii_case(b"chunked");
+                    }
+                }
+                if chunked {
+                    read_chunked(stream, buffer, header_length).await?;
+                } else {
+                    let total = header_length + content_length.unwrap_or(0);
+                    if total > MAX_RESPONSE_BYTES {
+                        return Err(invalid("response too large"));
+                    }
+                    fill(stream, buffer, total).await?;
+                    buffer.drain(..total);
+                }
+                return Ok(status);
+            }
+            Ok(httparse::Status::Partial) => {
+                if buffer.len() > MAX_RESPONSE_BYTES {
+                    return Err(invalid("response headers too large"));
+                }
+                read_more(stream, buffer).await?;
+            }
+            Err(_) => return Err(invalid("malformed HTTP response")),
+        }
+    }
+}
+
+async fn read_more(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut chunk = [0u8; 16 * 1024];
+    let read = stream.read(&mut chunk).await?;
+    if read == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "server closed the connection",
+        ));
+    }
+    buffer.extend_from_slice(&chunk[..read]);
+    Ok(())
+}
+
+async fn fill(stream: &mut TcpStream, buffer: &mut Vec<u8>, wanted: usize) -> std::io::Result<()> {
+    while buffer.len() < wanted {
+        read_more(stream, buffer).await?;
+    }
+    Ok(())
+}
+
+/// Consumes a chunked body that starts at `start` in `buffer`.
+async fn read_chunked(
+    stream: &mut TcpStream,
+    buffer: &mut Vec<u8>,
+    start: usize,
+) -> std::io::Result<()> {
+    let invalid =
+        |message: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, message.to_string());
+    let mut position = start;
+    loop {
+        let line_end = loop {
+            if let Some(offset) = buffer[position..].windows(2).position(|w| w == b"\r\n") {
+                break position + offset;
+            }
+            if buffer.len() > MAX_RESPONSE_BYTES {
+                return Err(invalid("response too large"));
+            }
+            read_more(stream, buffer).await?;
+        };
+        let size_text = std::str::from_utf8(&buffer[position..line_end])
+            .map_err(|_| invalid("bad chunk size"))?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| invalid("bad chunk size"))?;
+        let chunk_end = line_end + 2 + size + 2;
+        if chunk_end > MAX_RESPONSE_BYTES {
+            return Err(invalid("response too large"));
+        }
+        fill(stream, buffer, chunk_end).await?;
+        position = chunk_end;
+        if size == 0 {
+            buffer.drain(..position);
+            return Ok(());
+        }
+    }
+}
+
+/// What one connection measured.
+struct ConnectionResult {
+    histogram: Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+    errors: u64,
+}
+
+struct Shared {
+    factory: RequestFactory,
+    address: SocketAddr,
+    next: AtomicU64,
+    limit: u64,
+    deadline: Instant,
+    started: Instant,
+    rate: Option<f64>,
+    stop: AtomicBool,
+}
+
+async fn connect(address: SocketAddr) -> std::io::Result<TcpStream> {
+    let stream = TcpStream::connect(address).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+async fn run_connection(shared: Arc<Shared>) -> ConnectionResult {
+    let mut result = ConnectionResult {
+        histogram: Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds"),
+        statuses: BTreeMap::new(),
+        errors: 0,
+    };
+    let mut stream: Option<TcpStream> = None;
+    let mut request = Vec::with_capacity(4096);
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    loop {
+        if shared.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        let number = shared.next.fetch_add(1, Ordering::Relaxed);
+        if number >= shared.limit {
+            break;
+        }
+        // Open loop: request `number` is due at start + number / rate; latency counts
+        // from then, so a slow server cannot hide its queueing.
+        let intended = match shared.rate {
+            Some(rate) => {
+                let due = shared.started + Duration::from_secs_f64(number as f64 / rate);
+                if due > shared.deadline {
+                    break;
+                }
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
+        if Instant::now() >= shared.deadline {
+            shared.stop.store(true, Ordering::Relaxed);
+            break;
+        }
+        shared.factory.build(number, &mut request);
+        let exchange = async {
+            if stream.is_none() {
+                stream = Some(connect(shared.address).await?);
+            }
+            let connection = stream.as_mut().expect("connected above");
+            connection.write_all(&request).await?;
+            read_response(connection, &mut buffer).await
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(Ok(status)) => {
+                let micros = (intended.elapsed().as_micros() as u64).clamp(1, MAX_LATENCY_US);
+                result.histogram.saturating_record(micros);
+                *result.statuses.entry(status.to_string()).or_default() += 1;
+                if !(200..300).contains(&status) {
+                    result.errors += 1;
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                result.errors += 1;
+                *result
+                    .statuses
+                    .entry("connection_error".into())
+                    .or_default() += 1;
+                stream = None;
+                buffer.clear();
+            }
+        }
+    }
+    result
+}
+
+fn main() -> ExitCode {
+    let arguments = Arguments::parse();
+    match run(&arguments) {
+        Ok(summary) => {
+            println!("{summary}");
+            ExitCode::SUCCESS
+        }
+        Err(UsageError(message)) => {
+            eprintln!("segd-load: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(arguments: &Arguments) -> Result<serde_json::Value, UsageError> {
+    if arguments.connections == 0 || arguments.connections > MAX_CONNECTIONS {
+        return Err(UsageError(format!(
+            "--connections must be 1 to {MAX_CONNECTIONS}"
+        )));
+    }
+    if arguments.requests == 0 || arguments.requests > MAX_REQUESTS {
+        return Err(UsageError(format!(
+            "--requests must be 1 to {MAX_REQUESTS}"
+        )));
+    }
+    if arguments.duration_s == 0 || arguments.duration_s > MAX_DURATION_S {
+        return Err(UsageError(format!(
+            "--duration-s must be 1 to {MAX_DURATION_S}"
+        )));
+    }
+    if let Some(rate) = arguments.rate {
+        if !(rate.is_finite() && rate > 0.0) {
+            return Err(UsageError("--rate must be a positive number".into()));
+        }
+    }
+    let target = parse_target(&arguments.target)?;
+    let factory = RequestFactory::new(arguments, &target)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(arguments.threads.clamp(1, 64))
+        .enable_all()
+        .build()
+        .map_err(|error| UsageError(format!("cannot start the client runtime: {error}")))?;
+    let started = Instant::now();
+    let shared = Arc::new(Shared {
+        factory,
+        address: target.address,
+        next: AtomicU64::new(0),
+        limit: arguments.requests,
+        deadline: started + Duration::from_secs(arguments.duration_s),
+        started,
+        rate: arguments.rate,
+        stop: AtomicBool::new(false),
+    });
+    let results: Vec<ConnectionResult> = runtime.block_on(async {
+        let tasks: Vec<_> = (0..arguments.connections)
+            .map(|_| tokio::spawn(run_connection(shared.clone())))
+            .collect();
+        let mut results = Vec::with_capacity(tasks.len());
+        for task in tasks {
+            if let Ok(result) = task.await {
+                results.push(result);
+            }
+        }
+        results
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    let mut histogram =
+        Histogram::<u64>::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds");
+    let mut statuses: BTreeMap<String, u64> = BTreeMap::new();
+    let mut errors = 0;
+    for result in results {
+        histogram.add(&result.histogram).expect("same bounds");
+        for (status, count) in result.statuses {
+            *statuses.entry(status).or_default() += count;
+        }
+        errors += result.errors;
+    }
+    let completed: u64 = statuses.values().sum();
+    Ok(serde_json::json!({
+        "scenario": format!("{:?}", arguments.scenario).to_lowercase(),
+        "bodies": shared.factory.bodies.len(),
+        "target": arguments.target,
+        "connections": arguments.connections,
+        "mode": if arguments.rate.is_some() { "open" } else { "closed" },
+        "rate": arguments.rate,
+        "requests": completed,
+        "ok": completed - errors,
+        "errors": errors,
+        "statuses": statuses,
+        "elapsed_s": elapsed,
+        "requests_per_second": completed as f64 / elapsed.max(1e-9),
+        "mean_us": histogram.mean(),
+        "p50_us": histogram.value_at_quantile(0.50),
+        "p90_us": histogram.value_at_quantile(0.90),
+        "p99_us": histogram.value_at_quantile(0.99),
+        "p999_us": histogram.value_at_quantile(0.999),
+        "max_us": histogram.max(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_loopback_targets_are_accepted() {
+        assert!(parse_target("http://127.0.0.1:7700").is_ok());
+        assert!(parse_target("http://127.5.0.1:80/").is_ok());
+        assert!(parse_target("http://localhost:7700").is_ok());
+        assert!(parse_target("http://[::1]:7700").is_ok());
+        for bad in [
+            "http://10.0.0.1:7700",
+            "http://192.168.1.2",
+            "https://127.0.0.1",
+            "127.0.0.1:7700",
+        ] {
+            assert!(parse_target(bad).is_err(), "{bad} accepted");
+        }
+    }
+
+    #[test]
+    fn base64_matches_the_standard_alphabet() {
+        assert_eq!(base64(b"key:"), "a2V5Og==");
+        assert_eq!(base64(b"ab"), "YWI=");
+        assert_eq!(base64(b"abc"), "YWJj");
+    }
+}
