@@ -538,3 +538,42 @@ fn snapshots_rotate_the_wal_and_inspect_lists_everything() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn concurrent_ingest_replays_in_apply_order() {
+    let dir = data_dir("concurrent");
+    let (database, _) = open(&dir);
+    define_segments(&database);
+    let database = Arc::new(database);
+    let threads: Vec<_> = (0..4)
+        .map(|thread| {
+            let database = database.clone();
+            std::thread::spawn(move || {
+                for batch in 0..40 {
+                    // Every thread also overwrites one shared profile: its final value
+                    // depends on the order batches were applied, which replay must repeat.
+                    let mut messages: Vec<Value> = (0..10)
+                        .map(|index| profile_message(thread * 1_000 + batch * 10 + index))
+                        .collect();
+                    let plan = ["free", "pro"][batch % 2];
+                    messages.push(json!({"type": "identify", "userId": "shared",
+                        "traits": {"last": format!("{thread}-{batch}"), "plan": plan}}));
+                    send(&database, messages);
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let mut everyone: Vec<String> = (0..4)
+        .flat_map(|thread| (0..400).map(move |index| format!("user-{}", thread * 1_000 + index)))
+        .collect();
+    everyone.push("shared".into());
+    let before = fingerprint(&database, &everyone);
+    drop(database);
+    let (database, report) = open(&dir);
+    assert_eq!(report.replay_errors, 0, "{report}");
+    assert_eq!(fingerprint(&database, &everyone), before);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

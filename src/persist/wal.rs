@@ -834,6 +834,47 @@ mod tests {
     }
 
     #[test]
+    fn concurrent_callers_share_fsyncs_under_always() {
+        let dir = temp_dir("group");
+        let wal = Arc::new(
+            Wal::open(
+                WalOptions {
+                    directory: dir.clone(),
+                    fsync: FsyncPolicy::Always,
+                    segment_bytes: DEFAULT_SEGMENT_BYTES,
+                    faults: None,
+                },
+                1,
+            )
+            .unwrap(),
+        );
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..25 {
+                        let lsn = wal.append(vec![7; 100]).unwrap();
+                        wal.wait(lsn).unwrap();
+                        assert!(wal.status().durable_lsn >= lsn);
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        let status = wal.status();
+        assert_eq!(status.records_written, 200);
+        assert!(
+            status.syncs < 200,
+            "no group commit: {} syncs",
+            status.syncs
+        );
+        wal.close();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn a_sync_failure_is_not_acknowledged() {
         let dir = temp_dir("sync");
         let faults = Arc::new(WalFaults::default());
