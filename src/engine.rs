@@ -790,10 +790,7 @@ impl Engine {
                 // another profile claimed meanwhile is merged on the next round.
                 let mut named = true;
                 for key in keys {
-                    let owner = *self
-                        .identities
-                        .entry(identity_hash(key))
-                        .or_insert(profile);
+                    let owner = *self.identities.entry(identity_hash(key)).or_insert(profile);
                     named &= owner == profile;
                 }
                 if named {
@@ -1185,7 +1182,11 @@ impl Engine {
             if let Some(user_id) = key.strip_prefix("u:") {
                 identity.add_user_id(user_id);
             } else if let Some(anonymous_id) = key.strip_prefix("a:") {
-                if !identity.anonymous_ids.iter().any(|id| &**id == anonymous_id) {
+                if !identity
+                    .anonymous_ids
+                    .iter()
+                    .any(|id| &**id == anonymous_id)
+                {
                     identity.anonymous_ids.push(anonymous_id.into());
                 }
             } else {
@@ -1197,10 +1198,7 @@ impl Engine {
         // the existing profile (its next round merges any other keys).
         let mut claimed_by_other = None;
         for key in keys {
-            let owner = *self
-                .identities
-                .entry(identity_hash(key))
-                .or_insert(profile);
+            let owner = *self.identities.entry(identity_hash(key)).or_insert(profile);
             if owner != profile {
                 claimed_by_other = Some(owner);
             }

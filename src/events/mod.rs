@@ -776,6 +776,22 @@ impl EventStore {
             .map_or(0, |p| p.window_range(name, from_ms, to_ms).len() as u64)
     }
 
+    /// One stored event's properties with their names, as owned values.
+    fn owned_properties(
+        &self,
+        profile: &ProfileEvents,
+        event: &StoredEvent,
+    ) -> Vec<(&str, EventProperty)> {
+        let view = EventView {
+            time_ms: event.time_ms,
+            encoded: profile.properties_of(event),
+        };
+        view.properties()
+            .into_iter()
+            .map(|(id, value)| (self.property_name(id), value.to_owned_property()))
+            .collect()
+    }
+
     /// The `limit` most recent stored events of a profile, newest first.
     pub fn recent(&self, local: u32, limit: usize) -> Vec<ListedEvent<'_>> {
         let Some(profile) = self.profile(local) else {
@@ -787,16 +803,11 @@ impl EventStore {
             .into_iter()
             .take(limit)
             .map(|event| {
-                let view = EventView {
-                    time_ms: event.time_ms,
-                    encoded: profile.properties_of(event),
-                };
-                let properties = view
-                    .properties()
-                    .into_iter()
-                    .map(|(id, value)| (self.property_name(id), value.to_owned_property()))
-                    .collect();
-                (self.event_name(event.name), event.time_ms, properties)
+                (
+                    self.event_name(event.name),
+                    event.time_ms,
+                    self.owned_properties(profile, event),
+                )
             })
             .collect()
     }
@@ -820,11 +831,8 @@ impl EventStore {
         } else {
             Vec::new()
         };
-        let index = local as usize;
-        if self.profiles.len() <= index {
-            self.profiles.resize_with(index + 1, || None);
-        }
-        let profile = self.profiles[index].get_or_insert_with(Default::default);
+        self.with_event[name.0 as usize].insert(local);
+        let profile = self.profile_mut(local);
         profile.add_lifetime(
             name,
             Lifetime {
@@ -833,26 +841,40 @@ impl EventStore {
                 last_ms: time_ms,
             },
         );
-        self.with_event[name.0 as usize].insert(local);
         if !stored {
             self.stats.arrived_expired += 1;
             return false;
         }
         // Expire this profile's old events while we hold it anyway.
         let expired = profile.drop_older_than(cutoff_ms);
+        self.stats.expired += expired as u64;
+        self.stats.stored -= expired as u64;
+        self.push_event(local, name, time_ms, &encoded);
+        true
+    }
+
+    fn profile_mut(&mut self, local: u32) -> &mut ProfileEvents {
+        let index = local as usize;
+        if self.profiles.len() <= index {
+            self.profiles.resize_with(index + 1, || None);
+        }
+        self.profiles[index].get_or_insert_with(Default::default)
+    }
+
+    /// Appends an encoded event to a profile (keeping the per-profile bound).
+    fn push_event(&mut self, local: u32, name: EventNameId, time_ms: i64, encoded: &[u8]) {
+        let profile = self.profile_mut(local);
         let record = StoredEvent {
             time_ms,
             name,
             properties_start: profile.properties.len() as u32,
             properties_len: encoded.len() as u32,
         };
-        profile.properties.extend_from_slice(&encoded);
+        profile.properties.extend_from_slice(encoded);
         profile.insert_record(record);
         let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
-        self.stats.expired += expired as u64;
         self.stats.dropped_over_limit += dropped as u64;
-        self.stats.stored = self.stats.stored + 1 - expired as u64 - dropped as u64;
-        true
+        self.stats.stored = self.stats.stored + 1 - dropped as u64;
     }
 
     fn encode_properties(&mut self, properties: &[(String, EventProperty)]) -> Vec<u8> {
@@ -921,19 +943,10 @@ impl EventStore {
                 .events
                 .iter()
                 .map(|event| {
-                    let view = EventView {
-                        time_ms: event.time_ms,
-                        encoded: profile.properties_of(event),
-                    };
-                    let properties = view
-                        .properties()
+                    let properties = self
+                        .owned_properties(profile, event)
                         .into_iter()
-                        .map(|(id, value)| {
-                            (
-                                self.property_name(id).to_string(),
-                                value.to_owned_property(),
-                            )
-                        })
+                        .map(|(name, value)| (name.to_string(), value))
                         .collect();
                     (
                         self.event_name(event.name).to_string(),
@@ -957,34 +970,14 @@ impl EventStore {
             }
             let name = self.intern_name(event);
             let encoded = self.encode_properties(properties);
-            let index = local as usize;
-            if self.profiles.len() <= index {
-                self.profiles.resize_with(index + 1, || None);
-            }
-            let profile = self.profiles[index].get_or_insert_with(Default::default);
-            let record = StoredEvent {
-                time_ms: *time_ms,
-                name,
-                properties_start: profile.properties.len() as u32,
-                properties_len: encoded.len() as u32,
-            };
-            profile.properties.extend_from_slice(&encoded);
-            profile.insert_record(record);
-            let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
-            self.stats.dropped_over_limit += dropped as u64;
-            self.stats.stored = self.stats.stored + 1 - dropped as u64;
+            self.push_event(local, name, *time_ms, &encoded);
         }
         for (event, lifetime) in detached.lifetime {
             if !self.names.contains_key(event.as_str()) && self.name_list.len() >= MAX_EVENT_NAMES {
                 continue;
             }
             let name = self.intern_name(&event);
-            let index = local as usize;
-            if self.profiles.len() <= index {
-                self.profiles.resize_with(index + 1, || None);
-            }
-            let profile = self.profiles[index].get_or_insert_with(Default::default);
-            profile.add_lifetime(name, lifetime);
+            self.profile_mut(local).add_lifetime(name, lifetime);
             self.with_event[name.0 as usize].insert(local);
         }
     }
