@@ -14,6 +14,7 @@
 //!   single-core cost per event; 1 / that is events/s per core.
 //! - Printed `latency:` line: the same stream applied one event at a time with each
 //!   call timed individually into an HDR histogram (p50/p99/p99.9/max, µs).
+//! - Printed `events:` line: event-store memory per stored event after the load.
 //! - Printed `tick:` line: cost of `tick()` when 1% of profiles have a time-driven
 //!   change due (they did "bench_ping" 61 minutes ago; a segment wants it within the
 //!   last 60 minutes), total and per due profile.
@@ -119,6 +120,12 @@ fn setup(profiles: u64) -> Setup {
         "load: {profiles} profiles, {} events in {:.1} s",
         report.events,
         started.elapsed().as_secs_f64()
+    );
+    let (stored, bytes) = engine.event_memory();
+    println!(
+        "events: {stored} stored, event stores {:.1} MiB, {:.1} bytes per stored event (24-byte record + encoded properties + per-profile lifetime aggregates)",
+        bytes as f64 / (1 << 20) as f64,
+        bytes as f64 / stored.max(1) as f64
     );
     let started = Instant::now();
     for (name, rule, description) in demo_segments() {

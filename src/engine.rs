@@ -2008,6 +2008,16 @@ impl Engine {
     }
 
     /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
+    /// Events stored within retention and the bytes the event stores use (records,
+    /// property arenas, lifetime aggregates, per-name bitmaps, name tables).
+    pub fn event_memory(&self) -> (u64, usize) {
+        self.map_shards(|shard| (shard.events.stats().stored, shard.events.memory_bytes()))
+            .into_iter()
+            .fold((0, 0), |(events, bytes), (more_events, more_bytes)| {
+                (events + more_events, bytes + more_bytes)
+            })
+    }
+
     pub fn memory_bytes(&self) -> usize {
         let shards: usize = self
             .shards
