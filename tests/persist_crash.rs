@@ -140,6 +140,11 @@ fn crash_segments() -> Vec<(&'static str, Value)> {
             "big_pro",
             json!({"kind": "and", "rules": [{"kind": "in_segment", "segment": "pro"}, {"kind": "in_segment", "segment": "big"}]}),
         ),
+        (
+            "pinged",
+            json!({"kind": "event_count", "event": "ping", "count_op": "at_least", "count": 1,
+                   "window": {"type": "last", "span": {"amount": 30, "unit": "days"}}}),
+        ),
     ]
 }
 
@@ -149,6 +154,11 @@ fn crash_message(number: usize) -> Value {
     } else {
         "free"
     };
+    if number % 4 == 1 {
+        // Every fourth message is an event: it must survive exactly once too.
+        return json!({"type": "track", "userId": format!("p-{number}"), "messageId": format!("msg-{number}"),
+                      "event": "ping", "properties": {"n": number as i64, "plan": plan}});
+    }
     json!({"type": "identify", "userId": format!("p-{number}"), "messageId": format!("msg-{number}"),
            "traits": {"n": number as i64, "plan": plan}})
 }
@@ -263,8 +273,21 @@ fn killed_at_random_moments_loses_nothing_acknowledged() {
     );
     assert!(engine.changes().head() >= highest_head, "{report}");
     for number in &acknowledged {
+        let id = format!("p-{number}");
+        if number % 4 == 1 {
+            let card = engine
+                .profile_card(&id, 10)
+                .unwrap_or_else(|_| panic!("acknowledged event {number} lost; {report}"));
+            assert_eq!(card.events.len(), 1, "{id}: {:?}", card.events);
+            assert_eq!(
+                card.events[0].count, 1,
+                "event {number} applied twice; {report}"
+            );
+            assert_eq!(card.recent_events[0].properties["n"], json!(*number as i64));
+            continue;
+        }
         let traits = engine
-            .traits_of(&format!("p-{number}"))
+            .traits_of(&id)
             .unwrap_or_else(|_| panic!("acknowledged message {number} lost; {report}"));
         assert_eq!(traits["n"], json!(*number as i64));
     }
