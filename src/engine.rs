@@ -598,7 +598,7 @@ impl Engine {
     }
 
     /// Whether a message names an erased identifier.
-    fn is_suppressed(&self, message: &Message) -> bool {
+    pub(crate) fn is_suppressed(&self, message: &Message) -> bool {
         if self.suppressed.is_empty() {
             return false;
         }

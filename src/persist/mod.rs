@@ -353,7 +353,7 @@ impl Database {
     pub fn apply_batch(&self, messages: Vec<Message>) -> Result<BatchOutcome, DatabaseError> {
         let bound = self.change_bound(2 * messages.len() as u64);
         let at_ms = self.now_ms();
-        if self.engine.suppressed.is_empty() || !messages.iter().any(|m| self.is_suppressed(m)) {
+        if !messages.iter().any(|m| self.engine.is_suppressed(m)) {
             let record = WalRecord::Messages { at_ms, messages };
             return self.logged(&record, bound, |engine| match &record {
                 WalRecord::Messages { messages, .. } => engine.apply_batch(messages),
@@ -364,7 +364,7 @@ impl Database {
         // replaying the rest gives the same state, since suppression happens first.
         let kept = messages
             .iter()
-            .filter(|message| !self.is_suppressed(message))
+            .filter(|message| !self.engine.is_suppressed(message))
             .cloned()
             .collect();
         let record = WalRecord::Messages {
@@ -372,16 +372,6 @@ impl Database {
             messages: kept,
         };
         self.logged(&record, bound, |engine| engine.apply_batch(&messages))
-    }
-
-    fn is_suppressed(&self, message: &Message) -> bool {
-        let user = message.user_id.as_ref().map(|id| format!("u:{id}"));
-        let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
-        user.iter().chain(anonymous.iter()).any(|key| {
-            self.engine
-                .suppressed
-                .contains(&crate::engine::identity_hash(key))
-        })
     }
 
     pub fn create_segment(
