@@ -533,11 +533,15 @@ impl Engine {
     /// applied or nothing is. Duplicated `messageId`s within the de-duplication window
     /// and messages naming erased identifiers are skipped and counted.
     pub fn apply_batch(&self, messages: &[Message]) -> Result<BatchOutcome, EngineError> {
-        for message in messages {
-            self.validate_message(message)?;
-        }
+        // Event properties flattened while validating are kept and applied as they are
+        // (they depend on no schema); traits are prepared again when applied, because an
+        // earlier message of the batch may change a trait's column type.
+        let prepared = messages
+            .iter()
+            .map(|message| self.validate_message(message))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut outcome = BatchOutcome::default();
-        for message in messages {
+        for (message, properties) in messages.iter().zip(prepared) {
             if self.is_suppressed(message) {
                 outcome.suppressed += 1;
                 continue;
@@ -548,7 +552,7 @@ impl Engine {
                     continue;
                 }
             }
-            outcome.changes += self.apply_message(message)?;
+            outcome.changes += self.apply_message(message, properties)?;
             outcome.applied += 1;
         }
         self.counters
@@ -566,29 +570,47 @@ impl Engine {
         Ok(outcome)
     }
 
-    /// Checks a message without applying it.
-    fn validate_message(&self, message: &Message) -> Result<(), EngineError> {
+    /// Checks a message without applying it; a track message's flattened properties
+    /// are returned for applying.
+    fn validate_message(
+        &self,
+        message: &Message,
+    ) -> Result<Option<PreparedProperties>, EngineError> {
         for identifier in message.user_id.iter().chain(message.anonymous_id.iter()) {
             Self::check_identifier(identifier)?;
         }
         match &message.kind {
-            MessageKind::Identify { traits } => self.prepare_traits(traits).map(|_| ()),
-            MessageKind::Track { event, properties } => self.validate_event(event, properties),
-            MessageKind::Alias { previous_id } => Self::check_identifier(previous_id),
+            MessageKind::Identify { traits } => self.prepare_traits(traits).map(|_| None),
+            MessageKind::Track { event, properties } => {
+                crate::events::check_event_name(event)?;
+                Ok(Some(crate::events::prepare_properties(properties)?))
+            }
+            MessageKind::Alias { previous_id } => Self::check_identifier(previous_id).map(|_| None),
         }
     }
 
-    fn apply_message(&self, message: &Message) -> Result<usize, EngineError> {
+    fn apply_message(
+        &self,
+        message: &Message,
+        properties: Option<PreparedProperties>,
+    ) -> Result<usize, EngineError> {
         let user_id = message.user_id.as_deref();
         let anonymous_id = message.anonymous_id.as_deref();
         match &message.kind {
             MessageKind::Identify { traits } => {
                 Ok(self.identify(user_id, anonymous_id, traits)?.1.len())
             }
-            MessageKind::Track { event, properties } => {
+            MessageKind::Track {
+                event,
+                properties: raw,
+            } => {
                 let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
+                let prepared = match properties {
+                    Some(prepared) => prepared,
+                    None => crate::events::prepare_properties(raw)?,
+                };
                 Ok(self
-                    .track(user_id, anonymous_id, event, time_ms, properties)?
+                    .track_prepared(user_id, anonymous_id, event, time_ms, &prepared)?
                     .len())
             }
             MessageKind::Alias { previous_id } => {
@@ -2103,6 +2125,9 @@ struct Attached<'a> {
     recorded: Vec<MembershipChange>,
 }
 
+/// Event properties flattened by validation, applied without flattening again.
+type PreparedProperties = Vec<(String, crate::events::EventProperty)>;
+
 /// Traits and events moving from an absorbed profile to the survivor of a merge.
 struct Mergeable {
     traits: Vec<(crate::ids::ColumnId, TraitValue)>,
@@ -2222,16 +2247,6 @@ impl Engine {
         (summary, recent_events)
     }
 
-    fn validate_event(
-        &self,
-        event: &str,
-        properties: &serde_json::Map<String, Value>,
-    ) -> Result<(), EngineError> {
-        crate::events::check_event_name(event)?;
-        crate::events::prepare_properties(properties)?;
-        Ok(())
-    }
-
     /// Records an event performed at `time_ms` (event time; late and out-of-order events
     /// count where their time puts them) by the profile known by `user_id` /
     /// `anonymous_id` (created when new; both given and naming two profiles merges them),
@@ -2244,6 +2259,19 @@ impl Engine {
         time_ms: i64,
         properties: &serde_json::Map<String, Value>,
     ) -> Result<Vec<MembershipChange>, EngineError> {
+        let prepared = crate::events::prepare_properties(properties)?;
+        self.track_prepared(user_id, anonymous_id, event, time_ms, &prepared)
+    }
+
+    /// [`Engine::track`] with the properties already flattened.
+    fn track_prepared(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        event: &str,
+        time_ms: i64,
+        prepared: &PreparedProperties,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
         if user_id.is_none() && anonymous_id.is_none() {
             return Err(EngineError::MissingIdentifier);
         }
@@ -2251,7 +2279,6 @@ impl Engine {
             Self::check_identifier(identifier)?;
         }
         crate::events::check_event_name(event)?;
-        let prepared = crate::events::prepare_properties(properties)?;
         let keys: Vec<String> = user_id
             .map(|id| format!("u:{id}"))
             .into_iter()
@@ -2266,7 +2293,7 @@ impl Engine {
             if !self.shards[profile.shard.0 as usize]
                 .read()
                 .events
-                .has_room_for(event, &prepared)
+                .has_room_for(event, prepared)
             {
                 return Err(EngineError::TooManyEventNames);
             }
@@ -2278,7 +2305,7 @@ impl Engine {
             recorded,
         } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
         self.register_keys(&keys, profile);
-        if !shard.events.has_room_for(event, &prepared) {
+        if !shard.events.has_room_for(event, prepared) {
             // Only reachable for a profile created just now in a full shard.
             let changes = if created {
                 self.remove_created(&registry, &mut shard, profile, &keys)
@@ -2291,7 +2318,7 @@ impl Engine {
         let now_ms = self.clock.now_ms();
         shard
             .events
-            .insert(profile.local.0, event, time_ms, &prepared, now_ms);
+            .insert(profile.local.0, event, time_ms, prepared, now_ms);
         let affected: Vec<SegmentId> = if created {
             registry.order().to_vec()
         } else {
