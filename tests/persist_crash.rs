@@ -5,7 +5,7 @@
 //! other persistence tests.
 
 use segd::clock::ManualClock;
-use segd::engine::EngineOptions;
+use segd::engine::{EngineOptions, Mutation};
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
@@ -46,7 +46,9 @@ fn populate(database: &Database, from: usize, to: usize) {
         })
         .collect();
     database
-        .apply_batch(parse_batch(&json!({ "batch": messages })).unwrap())
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": messages })).unwrap(),
+        ))
         .unwrap();
 }
 
@@ -97,13 +99,12 @@ fn run_child() -> ! {
     for (name, rule) in crash_segments() {
         if database.engine().segment_id(name).is_none() {
             database
-                .create_segment(
-                    name,
-                    "",
-                    Some(segd::engine::RuleInput::Ast(
-                        serde_json::from_value(rule).unwrap(),
-                    )),
-                )
+                .apply(Mutation::CreateSegment {
+                    name: name.to_string(),
+                    description: "".to_string(),
+                    rule: Some(serde_json::from_value(rule).unwrap()),
+                    emit_initial: false,
+                })
                 .unwrap();
         }
     }
@@ -116,7 +117,7 @@ fn run_child() -> ! {
             .iter()
             .filter_map(|m| m.message_id.clone())
             .collect();
-        database.apply_batch(messages).unwrap();
+        database.apply(Mutation::Messages(messages)).unwrap();
         println!(
             "ack {} head={}",
             ids.join(","),
@@ -310,7 +311,11 @@ fn killed_at_random_moments_loses_nothing_acknowledged() {
         .map(|n| crash_message(*n))
         .collect();
     let outcome = database
-        .apply_batch(parse_batch(&json!({ "batch": retry })).unwrap())
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": retry })).unwrap(),
+        ))
+        .unwrap()
+        .into_batch()
         .unwrap();
     assert_eq!(outcome.duplicates, acknowledged.len().min(5_000));
     drop(database);

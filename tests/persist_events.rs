@@ -6,7 +6,7 @@
 //! fresh behavioral queries give the same answers.
 
 use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, RuleInput};
+use segd::engine::{EngineOptions, Mutation, RuleInput};
 use segd::ingest::parse_batch;
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseOptions};
@@ -56,7 +56,12 @@ fn workload(database: &Database) {
         ),
     ] {
         database
-            .create_segment(name, "", Some(RuleInput::Text(rule.into())))
+            .apply(Mutation::CreateSegment {
+                name: name.to_string(),
+                description: "".to_string(),
+                rule: Some(RuleInput::Text(rule.into()).into_rule().unwrap()),
+                emit_initial: false,
+            })
             .unwrap();
     }
     let mut batch: Vec<Value> = Vec::new();
@@ -85,7 +90,9 @@ fn workload(database: &Database) {
     );
     batch.push(json!({"type": "alias", "userId": "new-user-7", "previousId": "anon-7"}));
     database
-        .apply_batch(parse_batch(&json!({ "batch": batch })).unwrap())
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": batch })).unwrap(),
+        ))
         .unwrap();
 }
 

@@ -7,11 +7,12 @@
 //! `cargo test --release --test persist_fixtures -- --ignored generate_fixture`
 
 use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, RuleInput, StaticEdit};
+use segd::engine::{EngineOptions, Mutation, RuleInput, StaticEdit};
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseOptions};
+use segd::segment::ast::Rule;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -34,8 +35,8 @@ fn options(dir: &Path) -> DatabaseOptions {
     }
 }
 
-fn rule(value: Value) -> Option<RuleInput> {
-    Some(RuleInput::Ast(serde_json::from_value(value).unwrap()))
+fn rule(value: Value) -> Option<Rule> {
+    Some(serde_json::from_value(value).unwrap())
 }
 
 fn profile(index: usize) -> Value {
@@ -56,22 +57,26 @@ fn generate_fixture() {
     let messages: Vec<Value> = (0..PROFILES).map(profile).collect();
     for chunk in messages.chunks(1_000) {
         database
-            .apply_batch(parse_batch(&json!({ "batch": chunk })).unwrap())
+            .apply(Mutation::Messages(
+                parse_batch(&json!({ "batch": chunk })).unwrap(),
+            ))
             .unwrap();
     }
     database
-        .create_segment(
-            "pro",
-            "",
-            rule(json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"})),
-        )
+        .apply(Mutation::CreateSegment {
+            name: "pro".to_string(),
+            description: "".to_string(),
+            rule: rule(json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"})),
+            emit_initial: false,
+        })
         .unwrap();
     database
-        .create_segment(
-            "high",
-            "",
-            rule(json!({"kind": "compare", "trait": "score", "op": ">=", "value": 1000})),
-        )
+        .apply(Mutation::CreateSegment {
+            name: "high".to_string(),
+            description: "".to_string(),
+            rule: rule(json!({"kind": "compare", "trait": "score", "op": ">=", "value": 1000})),
+            emit_initial: false,
+        })
         .unwrap();
     // Since version 2: events (with properties, one beyond retention) and extra
     // identifiers from an alias between two known users.
@@ -82,30 +87,62 @@ fn generate_fixture() {
         .chain(std::iter::once(json!({"type": "alias", "userId": "u20", "previousId": "u21"})))
         .collect();
     database
-        .apply_batch(parse_batch(&json!({ "batch": events })).unwrap())
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": events })).unwrap(),
+        ))
         .unwrap();
     database
-        .create_segment(
-            "buyers",
-            "",
-            Some(RuleInput::Text(
-                r#"did "order_completed" where amount >= 10 in last 30 days"#.into(),
-            )),
-        )
+        .apply(Mutation::CreateSegment {
+            name: "buyers".to_string(),
+            description: "".to_string(),
+            rule: Some(
+                RuleInput::Text(
+                    r#"did "order_completed" where amount >= 10 in last 30 days"#.into(),
+                )
+                .into_rule()
+                .unwrap(),
+            ),
+            emit_initial: false,
+        })
         .unwrap();
-    let picked = database.create_segment("picked", "", None).unwrap();
+    let picked = database
+        .apply(Mutation::CreateSegment {
+            name: "picked".to_string(),
+            description: "".to_string(),
+            rule: None,
+            emit_initial: false,
+        })
+        .unwrap()
+        .into_segment()
+        .unwrap();
     database
-        .edit_static(picked.id, StaticEdit::Add, &["u1".into(), "u2".into()])
+        .apply(Mutation::EditStatic {
+            id: picked.id,
+            edit: StaticEdit::Add,
+            profiles: ["u1".into(), "u2".into()].to_vec(),
+        })
         .unwrap();
-    database.erase_profile("u7").unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: "u7".to_string(),
+        })
+        .unwrap();
     database.snapshot_now().unwrap();
     // After the snapshot: records only the WAL holds.
     database
-        .apply_batch(parse_batch(&json!({"batch": [profile(PROFILES), {"type": "identify", "userId": "u3", "traits": {"plan": "pro"}}]})).unwrap())
+        .apply(Mutation::Messages(parse_batch(&json!({"batch": [profile(PROFILES), {"type": "identify", "userId": "u3", "traits": {"plan": "pro"}}]})).unwrap()))
         .unwrap();
-    database.erase_profile("u8").unwrap();
     database
-        .edit_static(picked.id, StaticEdit::Remove, &["u2".into()])
+        .apply(Mutation::EraseProfile {
+            external_id: "u8".to_string(),
+        })
+        .unwrap();
+    database
+        .apply(Mutation::EditStatic {
+            id: picked.id,
+            edit: StaticEdit::Remove,
+            profiles: ["u2".into()].to_vec(),
+        })
         .unwrap();
     drop(database);
 }
@@ -165,8 +202,8 @@ fn check_fixture(version: u32) {
     assert_eq!(engine.all_members(picked), vec!["u1".to_string()]);
     // Erased identifiers stay suppressed; message ids stay de-duplicated.
     let outcome = database
-        .apply_batch(parse_batch(&json!({"batch": [{"type": "identify", "userId": "u7", "traits": {"plan": "x"}}, profile(10)]})).unwrap())
-        .unwrap();
+        .apply(Mutation::Messages(parse_batch(&json!({"batch": [{"type": "identify", "userId": "u7", "traits": {"plan": "x"}}, profile(10)]})).unwrap()))
+        .unwrap().into_batch().unwrap();
     assert_eq!((outcome.suppressed, outcome.duplicates), (1, 1));
     if version >= 2 {
         let card = engine.profile_card("u1", 10).unwrap();

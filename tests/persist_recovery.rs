@@ -3,11 +3,12 @@
 //! de-duplication and suppression across restarts, durable erasure, inspect.
 
 use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, RuleInput, StaticEdit};
+use segd::engine::{EngineOptions, Mutation, StaticEdit};
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::{FsyncPolicy, WalFaults};
 use segd::persist::{Database, DatabaseError, DatabaseOptions};
+use segd::segment::ast::Rule;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -38,8 +39,8 @@ fn open(dir: &Path) -> (Database, segd::persist::RecoveryReport) {
     Database::open(options(dir), ManualClock::new(NOW_MS)).unwrap()
 }
 
-fn rule(value: Value) -> Option<RuleInput> {
-    Some(RuleInput::Ast(serde_json::from_value(value).unwrap()))
+fn rule(value: Value) -> Option<Rule> {
+    Some(serde_json::from_value(value).unwrap())
 }
 
 fn identify(id: &str, traits: Value) -> Value {
@@ -48,7 +49,7 @@ fn identify(id: &str, traits: Value) -> Value {
 
 fn send(database: &Database, messages: Vec<Value>) {
     let batch = parse_batch(&json!({ "batch": messages })).unwrap();
-    database.apply_batch(batch).unwrap();
+    database.apply(Mutation::Messages(batch)).unwrap();
 }
 
 /// Profiles with every column kind: dictionary strings, arena strings (more distinct
@@ -82,42 +83,48 @@ fn populate(database: &Database, from: usize, to: usize) {
 
 fn define_segments(database: &Database) {
     database
-        .create_segment(
-            "pro",
-            "paying",
-            rule(json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"})),
-        )
+        .apply(Mutation::CreateSegment {
+            name: "pro".to_string(),
+            description: "paying".to_string(),
+            rule: rule(json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"})),
+            emit_initial: false,
+        })
         .unwrap();
     database
-        .create_segment(
-            "rich_berliners",
-            "",
-            rule(json!({"kind": "and", "rules": [
+        .apply(Mutation::CreateSegment {
+            name: "rich_berliners".to_string(),
+            description: "".to_string(),
+            rule: rule(json!({"kind": "and", "rules": [
                 {"kind": "compare", "trait": "ltv", "op": ">", "value": 100},
                 {"kind": "compare", "trait": "address.city", "op": "=", "value": "Berlin"},
                 {"kind": "in_segment", "segment": "pro"}
             ]})),
-        )
+            emit_initial: false,
+        })
         .unwrap();
     database
-        .create_segment(
-            "young_subscribers",
-            "",
-            rule(json!({"kind": "and", "rules": [
+        .apply(Mutation::CreateSegment {
+            name: "young_subscribers".to_string(),
+            description: "".to_string(),
+            rule: rule(json!({"kind": "and", "rules": [
                 {"kind": "between", "trait": "age", "low": 18, "high": 30},
                 {"kind": "compare", "trait": "subscribed", "op": "=", "value": true},
                 {"kind": "text", "trait": "tags", "op": "contains", "value": "t1"}
             ]})),
-        )
+            emit_initial: false,
+        })
         .unwrap();
     database
-        .create_segment(
-            "recent_signups",
-            "",
-            rule(json!({"kind": "recent", "trait": "signup_at", "recency": "within_last", "span": {"amount": 30, "unit": "days"}})),
-        )
+        .apply(Mutation::CreateSegment { name: "recent_signups".to_string(), description: "".to_string(), rule: rule(json!({"kind": "recent", "trait": "signup_at", "recency": "within_last", "span": {"amount": 30, "unit": "days"}})), emit_initial: false })
         .unwrap();
-    database.create_segment("hand_picked", "", None).unwrap();
+    database
+        .apply(Mutation::CreateSegment {
+            name: "hand_picked".to_string(),
+            description: "".to_string(),
+            rule: None,
+            emit_initial: false,
+        })
+        .unwrap();
 }
 
 /// Everything observable about the engine, as one comparable value.
@@ -196,33 +203,50 @@ fn workload(database: &Database) {
     populate(database, 600, 5_200);
     let hand_picked = database.engine().segment_id("hand_picked").unwrap();
     database
-        .edit_static(
-            hand_picked,
-            StaticEdit::Add,
-            &["user-1".into(), "user-2".into(), "user-3".into()],
-        )
+        .apply(Mutation::EditStatic {
+            id: hand_picked,
+            edit: StaticEdit::Add,
+            profiles: ["user-1".into(), "user-2".into(), "user-3".into()].to_vec(),
+        })
         .unwrap();
     database
-        .edit_static(hand_picked, StaticEdit::Remove, &["user-2".into()])
+        .apply(Mutation::EditStatic {
+            id: hand_picked,
+            edit: StaticEdit::Remove,
+            profiles: ["user-2".into()].to_vec(),
+        })
         .unwrap();
     let pro = database.engine().segment_id("young_subscribers").unwrap();
     database
-        .update_segment(
-            pro,
-            rule(json!({"kind": "compare", "trait": "age", "op": "<", "value": 25})).unwrap(),
-            Some("edited"),
-        )
+        .apply(Mutation::UpdateSegment {
+            id: pro,
+            rule: rule(json!({"kind": "compare", "trait": "age", "op": "<", "value": 25})).unwrap(),
+            description: Some("edited".to_string()),
+        })
         .unwrap();
-    database.erase_profile("user-10").unwrap();
-    database.delete_profile("user-11").unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: "user-10".to_string(),
+        })
+        .unwrap();
+    database
+        .apply(Mutation::DeleteProfile {
+            external_id: "user-11".to_string(),
+        })
+        .unwrap();
     let temporary = database
-        .create_segment(
-            "temporary",
-            "",
-            rule(json!({"kind": "has", "trait": "plan"})),
-        )
+        .apply(Mutation::CreateSegment {
+            name: "temporary".to_string(),
+            description: "".to_string(),
+            rule: rule(json!({"kind": "has", "trait": "plan"})),
+            emit_initial: false,
+        })
+        .unwrap()
+        .into_segment()
         .unwrap();
-    database.delete_segment(temporary.id).unwrap();
+    database
+        .apply(Mutation::DeleteSegment { id: temporary.id })
+        .unwrap();
     // Updates, removals (null) and a merge through a shared email.
     send(
         database,
@@ -261,7 +285,11 @@ fn snapshot_then_wal_recovery_reproduces_the_state() {
     let snapshot = database.snapshot_now().unwrap();
     assert!(snapshot.bytes > 0);
     populate(&database, 5_200, 5_400);
-    database.erase_profile("user-5300").unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: "user-5300".to_string(),
+        })
+        .unwrap();
     let before = fingerprint(&database, &ids(5_400));
     let head_before = database.engine().changes().head();
     drop(database);
@@ -282,11 +310,17 @@ fn snapshot_then_wal_recovery_reproduces_the_state() {
     // De-duplication and suppression survive restarts.
     let again = parse_batch(&json!({"batch": [identify("user-5", json!({"plan": "x"}))]})).unwrap();
     let first_time = parse_batch(&json!({"batch": [profile_message(5)]})).unwrap();
-    let outcome = database.apply_batch(first_time).unwrap();
-    assert_eq!(outcome.duplicates, 1);
-    database.apply_batch(again).unwrap();
     let outcome = database
-        .apply_batch(parse_batch(&json!({"batch": [{"type": "identify", "userId": "user-10", "traits": {"plan": "pro"}}]})).unwrap())
+        .apply(Mutation::Messages(first_time))
+        .unwrap()
+        .into_batch()
+        .unwrap();
+    assert_eq!(outcome.duplicates, 1);
+    database.apply(Mutation::Messages(again)).unwrap();
+    let outcome = database
+        .apply(Mutation::Messages(parse_batch(&json!({"batch": [{"type": "identify", "userId": "user-10", "traits": {"plan": "pro"}}]})).unwrap()))
+        .unwrap()
+        .into_batch()
         .unwrap();
     assert_eq!(outcome.suppressed, 1);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -405,14 +439,23 @@ fn a_failing_wal_refuses_writes_and_acknowledges_nothing_lost() {
     faults.fail_writes.store(true, Ordering::SeqCst);
     let batch =
         parse_batch(&json!({"batch": [identify("user-50", json!({"plan": "pro"}))]})).unwrap();
-    let error = database.apply_batch(batch.clone()).unwrap_err();
+    let error = database
+        .apply(Mutation::Messages(batch.clone()))
+        .unwrap_err();
     assert!(matches!(error, DatabaseError::Unavailable(_)));
     assert_eq!(error.code(), "storage_unavailable");
     assert!(database.wal_status().failure.is_some());
     faults.fail_writes.store(false, Ordering::SeqCst);
     // Refused even once the disk is back: what was lost is unknown until a restart.
-    assert!(database.apply_batch(batch).is_err());
-    assert!(database.create_segment("x", "", None).is_err());
+    assert!(database.apply(Mutation::Messages(batch)).is_err());
+    assert!(database
+        .apply(Mutation::CreateSegment {
+            name: "x".to_string(),
+            description: "".to_string(),
+            rule: None,
+            emit_initial: false
+        })
+        .is_err());
     drop(database);
 
     let (database, _) = open(&dir);
@@ -473,7 +516,11 @@ fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
             "{needle} on disk before"
         );
     }
-    database.erase_profile("erase-me-uid").unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: "erase-me-uid".to_string(),
+        })
+        .unwrap();
     database.snapshot_now().unwrap();
     for needle in needles {
         assert_eq!(
@@ -486,7 +533,9 @@ fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
     let (database, _) = open(&dir);
     assert!(database.engine().traits_of("erase-me-uid").is_err());
     let outcome = database
-        .apply_batch(parse_batch(&json!({"batch": [{"type": "identify", "anonymousId": "erase-me-anon", "traits": {"plan": "back"}}]})).unwrap())
+        .apply(Mutation::Messages(parse_batch(&json!({"batch": [{"type": "identify", "anonymousId": "erase-me-anon", "traits": {"plan": "back"}}]})).unwrap()))
+        .unwrap()
+        .into_batch()
         .unwrap();
     assert_eq!(outcome.suppressed, 1, "suppression survived the restart");
     // Sent again after erasure, the identifier is not written to disk either.

@@ -15,7 +15,7 @@
 use segd::bulk::{default_threads, load_demo};
 use segd::clock::{Clock, SystemClock};
 use segd::demo::{DemoGenerator, DEFAULT_NOW_MS};
-use segd::engine::{Engine, EngineOptions, RuleInput};
+use segd::engine::{Engine, EngineOptions, Mutation, RuleInput};
 use segd::ingest::{Message, MessageKind};
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseOptions};
@@ -168,7 +168,12 @@ fn main() {
                         .unwrap_or_else(|e| fail("open", e));
                     for (name, rule) in &rules {
                         database
-                            .create_segment(name, "", Some(RuleInput::Ast(rule.clone())))
+                            .apply(Mutation::CreateSegment {
+                                name: name.to_string(),
+                                description: "".to_string(),
+                                rule: Some(rule.clone()),
+                                emit_initial: false,
+                            })
                             .unwrap_or_else(|e| fail("segment", e));
                     }
                     // Copies made before timing, as the plain run's are.
@@ -177,7 +182,7 @@ fn main() {
                     let started = Instant::now();
                     for batch in batches {
                         database
-                            .apply_batch(batch)
+                            .apply(Mutation::Messages(batch))
                             .unwrap_or_else(|e| fail("ingest", e));
                     }
                     let rate = ingest_messages as f64 / started.elapsed().as_secs_f64();
@@ -223,7 +228,12 @@ fn main() {
     .unwrap_or_else(|e| fail("load", e));
     for (name, rule) in segments_rules(segment_count) {
         database
-            .create_segment(&name, "", Some(RuleInput::Ast(rule)))
+            .apply(Mutation::CreateSegment {
+                name: name.to_string(),
+                description: "".to_string(),
+                rule: Some(rule),
+                emit_initial: false,
+            })
             .unwrap_or_else(|e| fail("segment", e));
     }
     println!(
@@ -246,7 +256,7 @@ fn main() {
     let started = Instant::now();
     for chunk in updates.chunks(BATCH) {
         database
-            .apply_batch(chunk.to_vec())
+            .apply(Mutation::Messages(chunk.to_vec()))
             .unwrap_or_else(|e| fail("ingest", e));
     }
     println!(

@@ -94,11 +94,10 @@ impl Engine {
                     outcome.duplicates += 1;
                     continue;
                 }
-                Step::Identify(traits) => {
-                    self.identify_prepared(user_id, anonymous_id, &traits)?
-                        .1
-                        .len()
-                }
+                Step::Identify(traits) => self
+                    .identify_prepared(user_id, anonymous_id, &traits)?
+                    .1
+                    .len(),
                 Step::Track(properties) => {
                     let MessageKind::Track { event, .. } = &message.kind else {
                         return Err(EngineError::Internal("track step for another message"));

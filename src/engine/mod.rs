@@ -513,7 +513,6 @@ struct Attached<'a> {
     recorded: Vec<MembershipChange>,
 }
 
-
 /// Traits and events moving from an absorbed profile to the survivor of a merge.
 struct Mergeable {
     traits: Vec<(crate::ids::ColumnId, TraitValue)>,

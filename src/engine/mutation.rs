@@ -59,6 +59,24 @@ pub enum Applied {
     ApplicationState,
 }
 
+impl Applied {
+    /// The batch outcome, if this applied messages.
+    pub fn into_batch(self) -> Option<BatchOutcome> {
+        match self {
+            Applied::Batch(outcome) => Some(outcome),
+            _ => None,
+        }
+    }
+
+    /// The segment summary, if this created one.
+    pub fn into_segment(self) -> Option<SegmentSummary> {
+        match self {
+            Applied::Segment(summary) => Some(summary),
+            _ => None,
+        }
+    }
+}
+
 impl Mutation {
     /// Short name for reports and metrics.
     pub fn kind_name(&self) -> &'static str {

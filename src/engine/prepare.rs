@@ -134,9 +134,7 @@ impl Engine {
         let seen = self.seen_messages.lock();
         for (index, message) in messages.iter().enumerate() {
             let wrap = at(index, messages.len());
-            let step = self
-                .prepare_message(message, &mut overlay)
-                .map_err(&wrap)?;
+            let step = self.prepare_message(message, &mut overlay).map_err(&wrap)?;
             if let (Step::Track(_), MessageKind::Track { event, .. }) = (&step, &message.kind) {
                 event_names.insert(event);
             }
@@ -230,8 +228,7 @@ impl Engine {
                     let trait_type = value.trait_type();
                     assignments.push((name, trait_type, Some(value)));
                 }
-                Some(TraitType::Integer)
-                    if matches!(value, TraitValue::Float(f) if f.fract() != 0.0) =>
+                Some(TraitType::Integer) if matches!(value, TraitValue::Float(f) if f.fract() != 0.0) =>
                 {
                     widen.push(name.clone());
                     assignments.push((name, TraitType::Float, Some(value)));
@@ -281,7 +278,10 @@ impl Engine {
             return false;
         }
         let suppressed = |key: String| self.suppressed.contains(&identity_hash(&key));
-        message.user_id.iter().any(|id| suppressed(format!("u:{id}")))
+        message
+            .user_id
+            .iter()
+            .any(|id| suppressed(format!("u:{id}")))
             || message
                 .anonymous_id
                 .iter()

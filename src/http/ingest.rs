@@ -8,10 +8,10 @@
 //! stand after it before any of it is applied; `messageId`s de-duplicated, messages for
 //! erased profiles dropped).
 
+use crate::engine::Mutation;
 use crate::http::body::IngestBody;
 use crate::http::error::ApiResult;
 use crate::http::AppState;
-use crate::engine::Mutation;
 use crate::ingest::{parse_batch, parse_message};
 use axum::extract::State;
 use axum::routing::{post, MethodRouter};

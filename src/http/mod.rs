@@ -20,7 +20,7 @@ pub mod segments;
 pub mod webhooks;
 
 use crate::engine::{Applied, Engine, Mutation};
-use crate::write::{WritePath, WriteError};
+use crate::write::{WriteError, WritePath};
 use auth::{Keys, Scope};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};

@@ -4,7 +4,9 @@
 //! Segments are addressed by numeric id or by name. Whole-population work runs on the
 //! blocking pool so lookups keep flowing.
 
-use crate::engine::{Applied, Engine, Mutation, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE};
+use crate::engine::{
+    Applied, Engine, Mutation, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE,
+};
 use crate::http::body::{JsonBody, PathParams, QueryParams};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::{blocking, AppState};

@@ -337,7 +337,10 @@ fn decode_value(input: &mut Decoder<'_>, depth: usize) -> Result<Value, FormatEr
 }
 
 /// Reads a message object: binary (tag 10) or JSON text (tag 1, earlier versions).
-fn message_object(input: &mut Decoder<'_>, binary: bool) -> Result<Map<String, Value>, FormatError> {
+fn message_object(
+    input: &mut Decoder<'_>,
+    binary: bool,
+) -> Result<Map<String, Value>, FormatError> {
     if binary {
         return decode_object(input, 0);
     }
