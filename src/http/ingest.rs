@@ -10,7 +10,7 @@
 use crate::http::body::IngestBody;
 use crate::http::error::ApiResult;
 use crate::http::AppState;
-use crate::ingest::{parse_batch, parse_message};
+use crate::ingest::body::{parse_batch_body, parse_message_body};
 use axum::extract::State;
 use axum::routing::{post, MethodRouter};
 use axum::Json;
@@ -55,17 +55,18 @@ pub fn route_path(kind: &str, prefixed: bool) -> &'static str {
 /// The handler of one ingest endpoint.
 pub fn handler_for(kind: &'static str) -> MethodRouter<AppState> {
     post(
-        move |State(state): State<AppState>, IngestBody(body): IngestBody| async move {
-            accept(&state, &body, kind)
+        move |State(state): State<AppState>, body: IngestBody| async move {
+            accept(&state, &body.bytes, kind)
         },
     )
 }
 
-fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> {
+fn accept(state: &AppState, body: &[u8], kind: &str) -> ApiResult<Json<Value>> {
+    // Limits are checked while parsing (see `ingest::body`), not after building a tree.
     let messages = if kind == "batch" {
-        parse_batch(body)?
+        parse_batch_body(body)?
     } else {
-        vec![parse_message(body, Some(kind), "")?]
+        vec![parse_message_body(body, kind)?]
     };
     let started = Instant::now();
     // Applied on this worker: a batch is short, and a hand-off would cost more than it.
