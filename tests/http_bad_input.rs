@@ -381,3 +381,45 @@ async fn every_route_refuses_bad_input_without_5xx_or_partial_effects() {
     drop(fixture.database);
     std::fs::remove_dir_all(&fixture.dir).unwrap();
 }
+
+#[tokio::test]
+async fn json_rule_asts_are_held_to_the_text_limit() {
+    let state = ServiceState::new(
+        Arc::new(Engine::new(EngineOptions {
+            shards: 1,
+            ..EngineOptions::default()
+        })),
+        ServiceOptions::default(),
+    );
+    let router = router(state);
+    let preview = |rule: Value| {
+        let router = router.clone();
+        async move {
+            let response = router
+                .oneshot(
+                    Request::post("/v1/segments/preview")
+                        .header("content-type", "application/json")
+                        .body(Body::from(
+                            serde_json::to_vec(&json!({ "rule": rule })).unwrap(),
+                        ))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            let status = response.status();
+            let bytes = response.into_body().collect().await.unwrap().to_bytes();
+            (status, String::from_utf8_lossy(&bytes).to_string())
+        }
+    };
+    let values =
+        |count: usize| -> Vec<String> { (0..count).map(|i| format!("value-{i:040}")).collect() };
+    // ~140 KB as text: refused like the same rule as text would be.
+    let (status, text) =
+        preview(json!({"kind": "in", "trait": "plan", "values": values(3_000)})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+    assert!(text.contains("the limit is 65536"), "{text}");
+    // Well under the limit: fine.
+    let (status, text) =
+        preview(json!({"kind": "in", "trait": "plan", "values": values(100)})).await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+}

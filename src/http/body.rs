@@ -328,3 +328,31 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
             })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The body budget: bytes held across requests are bounded and given back on drop.
+    use super::*;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn the_budget_sheds_beyond_its_capacity_and_refills_on_drop() {
+        let budget = BodyBudget::new(100);
+        let mut first = BodyCharge::default();
+        budget.charge(&mut first, 40).unwrap();
+        budget.charge(&mut first, 30).unwrap();
+        assert_eq!(budget.in_use(), 70);
+        let mut second = BodyCharge::default();
+        let refused = budget.charge(&mut second, 31).unwrap_err();
+        assert_eq!(
+            refused.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        budget.charge(&mut second, 30).unwrap();
+        drop(first);
+        assert_eq!(budget.in_use(), 30);
+        budget.charge(&mut second, 70).unwrap();
+        drop(second);
+        assert_eq!(budget.in_use(), 0);
+    }
+}
