@@ -272,7 +272,7 @@ async fn send(
     method: &Method,
     path: &str,
     scope: Scope,
-    body: Option<(Option<&str>, Option<&str>, Vec<u8>)>,
+    body: Option<SentBody<'_>>,
 ) -> (StatusCode, String) {
     let mut request = Request::builder().method(method.clone()).uri(path);
     if let Some(auth) = auth_for(scope) {
@@ -322,8 +322,7 @@ async fn every_route_refuses_bad_input_without_5xx_or_partial_effects() {
             {
                 continue;
             }
-            let mut cases: Vec<(String, Option<(Option<&str>, Option<&str>, Vec<u8>)>)> =
-                Vec::new();
+            let mut cases: Vec<(String, Option<SentBody>)> = Vec::new();
             for query in BAD_QUERIES {
                 cases.push((format!("{path}{query}"), None));
             }
