@@ -133,6 +133,9 @@ type BadBody = (
     Vec<u8>,
 );
 
+/// A body to send: (content type, content encoding, bytes).
+type SentBody<'a> = (Option<&'a str>, Option<&'a str>, Vec<u8>);
+
 fn bad_bodies() -> Vec<BadBody> {
     let json = Some("application/json");
     let valid_message = br#"{"type": "identify", "userId": "mallory", "traits": {"plan": "x"}}"#;
