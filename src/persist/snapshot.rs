@@ -681,7 +681,34 @@ pub struct Manifest {
 /// Reads and verifies a manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest, SnapshotError> {
     let mapped = MappedFile::open(path).map_err(io_at(path))?;
-    let container = Container::parse(mapped.bytes(), FileKind::Manifest).map_err(at(path))?;
+    parse_manifest(mapped.bytes(), path)
+}
+
+/// Decodes snapshot file bytes the way loading does — as a manifest, and as shard 0
+/// under the manifest's schema when `manifest` is given (else an empty one) — for the
+/// fuzz targets and their bounded run in the test suite. Never panics.
+pub fn decode_untrusted(bytes: &[u8], manifest: Option<&[u8]>) -> Result<(), String> {
+    let path = Path::new("(fuzz input)");
+    let mut schema = Schema::default();
+    if let Some(manifest) = manifest {
+        let parsed = parse_manifest(manifest, path).map_err(|error| error.to_string())?;
+        for (name, code) in &parsed.metadata.columns {
+            if schema.lookup(name).is_none() {
+                schema.add(name, type_from_code(*code).map_err(|error| error.0)?);
+            }
+        }
+    }
+    let manifest = parse_manifest(bytes, path)
+        .map(drop)
+        .map_err(|error| error.to_string());
+    let shard = decode_shard(bytes, 0, &schema, 86_400_000)
+        .map(drop)
+        .map_err(|error| error.0);
+    manifest.or(shard)
+}
+
+fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest, SnapshotError> {
+    let container = Container::parse(bytes, FileKind::Manifest).map_err(at(path))?;
     let metadata_bytes = container.find(SECTION_METADATA).map_err(at(path))?;
     let (metadata, used): (Metadata, usize) =
         decode_metadata(metadata_bytes).map_err(|error| SnapshotError {
@@ -715,7 +742,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, SnapshotError> {
         suppressed,
         seen_messages: seen,
         application_state: application,
-        bytes: mapped.bytes().len() as u64,
+        bytes: bytes.len() as u64,
     })
 }
 
