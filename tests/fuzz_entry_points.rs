@@ -6,6 +6,7 @@
 
 use proptest::prelude::*;
 use segd::clock::ManualClock;
+use segd::engine::Mutation as EngineMutation;
 use segd::engine::{EngineOptions, RuleInput};
 use segd::ingest::body::{parse_batch_body, parse_message_body};
 use segd::persist::record::WalRecord;
@@ -48,13 +49,14 @@ fn seeds() -> &'static Seeds {
             {"type": "alias", "userId": "u2", "previousId": "u1"}
         ]}))
         .unwrap();
-        database.apply_batch(batch).unwrap();
+        database.apply(EngineMutation::Messages(batch)).unwrap();
         database
-            .create_segment(
-                "pro",
-                "d",
-                Some(RuleInput::Text("plan = \"pro\" and n > 1".into())),
-            )
+            .apply(EngineMutation::CreateSegment {
+                name: "pro".into(),
+                description: "d".into(),
+                rule: Some(parse_rule("plan = \"pro\" and n > 1").unwrap()),
+                emit_initial: false,
+            })
             .unwrap();
         let (_, segment) = list_segments(&dir).unwrap().pop().unwrap();
         let wal = std::fs::read(segment).unwrap();

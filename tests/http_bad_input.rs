@@ -13,7 +13,8 @@ use axum::http::{Method, Request, StatusCode};
 use axum::Router;
 use http_body_util::BodyExt;
 use segd::clock::ManualClock;
-use segd::engine::{Engine, EngineOptions, RuleInput};
+use segd::engine::Mutation;
+use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::{Keys, Scope};
 use segd::http::{route_table, router, Limits, ServiceOptions, ServiceState, SnapshotHook};
 use segd::persist::wal::FsyncPolicy;
@@ -67,15 +68,27 @@ fn fixture() -> Fixture {
         {"type": "track", "userId": "alice", "event": "order", "properties": {"amount": 5}}
     ]}))
     .unwrap();
-    database.apply_batch(messages).unwrap();
+    database.apply(Mutation::Messages(messages)).unwrap();
     let rule = serde_json::from_value(
         json!({"kind": "compare", "trait": "plan", "op": "=", "value": "pro"}),
     )
     .unwrap();
     database
-        .create_segment("pro", "", Some(RuleInput::Ast(rule)))
+        .apply(Mutation::CreateSegment {
+            name: "pro".into(),
+            description: String::new(),
+            rule: Some(rule),
+            emit_initial: false,
+        })
         .unwrap();
-    database.create_segment("vips", "", None).unwrap();
+    database
+        .apply(Mutation::CreateSegment {
+            name: "vips".into(),
+            description: String::new(),
+            rule: None,
+            emit_initial: false,
+        })
+        .unwrap();
     let state = ServiceState::new(
         database.engine().clone(),
         ServiceOptions {

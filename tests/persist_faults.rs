@@ -6,6 +6,7 @@
 
 use segd::clock::ManualClock;
 use segd::engine::EngineOptions;
+use segd::engine::Mutation;
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::{list_segments, FsyncPolicy};
@@ -48,7 +49,9 @@ fn populate(database: &Database, from: usize, to: usize) {
             })
             .collect();
         database
-            .apply_batch(parse_batch(&json!({ "batch": messages })).unwrap())
+            .apply(Mutation::Messages(
+                parse_batch(&json!({ "batch": messages })).unwrap(),
+            ))
             .unwrap();
     }
 }
@@ -135,13 +138,13 @@ fn erasure_survives_a_crash_and_inspect_names_files_holding_erased_data() {
     let (database, _) = open(&dir);
     populate(&database, 0, 100);
     database
-        .apply_batch(
+        .apply(Mutation::Messages(
             parse_batch(
                 &json!({"batch": [{"type": "identify", "userId": "erase-me-uid",
                 "anonymousId": "erase-me-anon", "traits": {"email": "erase-me@secret.example"}}]}),
             )
             .unwrap(),
-        )
+        ))
         .unwrap();
     // A quarantined segment holding the identifier, as recovery leaves after damage.
     let (_, last_segment) = list_segments(&dir).unwrap().pop().unwrap();
@@ -150,7 +153,11 @@ fn erasure_survives_a_crash_and_inspect_names_files_holding_erased_data() {
     database.snapshot_now().unwrap();
     populate(&database, 100, 200);
     database.snapshot_now().unwrap();
-    database.erase_profile("erase-me-uid").unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: "erase-me-uid".to_string(),
+        })
+        .unwrap();
     // Crash: no snapshot after the erasure.
     drop(database);
 

@@ -8,6 +8,7 @@
 
 use segd::clock::ManualClock;
 use segd::engine::EngineOptions;
+use segd::engine::Mutation;
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
@@ -62,7 +63,9 @@ fn populate(database: &Database, from: usize, to: usize) {
         })
         .collect();
     database
-        .apply_batch(parse_batch(&json!({ "batch": messages })).unwrap())
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": messages })).unwrap(),
+        ))
         .unwrap();
 }
 
@@ -104,17 +107,21 @@ fn crash_at(step: &str) {
     let database = open(&dir);
     populate(&database, 0, 100);
     database
-        .apply_batch(
+        .apply(Mutation::Messages(
             parse_batch(
                 &json!({"batch": [{"type": "identify", "userId": SECRET, "traits": {"n": -1}}]}),
             )
             .unwrap(),
-        )
+        ))
         .unwrap();
     database.snapshot_now().unwrap();
     populate(&database, 100, 150);
     database.snapshot_now().unwrap();
-    database.erase_profile(SECRET).unwrap();
+    database
+        .apply(Mutation::EraseProfile {
+            external_id: SECRET.to_string(),
+        })
+        .unwrap();
     let expected = state(&database);
     assert!(
         !files_containing(&dir, SECRET).is_empty(),

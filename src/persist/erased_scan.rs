@@ -2,7 +2,7 @@
 //! identifier, found by the identity hashes snapshots store for suppression (and the
 //! identifiers of logged erasures), so the check needs no plaintext copy of them.
 
-use crate::engine::{identity_hash, identity_key_for_external};
+use crate::engine::{identity_hash, identity_key_for_external, Mutation};
 use crate::ingest::MessageKind;
 use crate::persist::record::WalRecord;
 use crate::persist::snapshot::{read_manifest, shard_identity_hashes, MANIFEST_FILE};
@@ -22,7 +22,11 @@ pub fn erased_hashes(snapshots: &[PathBuf], wal_files: &[PathBuf]) -> HashSet<u1
     }
     for path in wal_files {
         for_each_record(path, |record| {
-            if let WalRecord::EraseProfile { external_id, .. } = record {
+            if let WalRecord::Mutation {
+                mutation: Mutation::EraseProfile { external_id },
+                ..
+            } = record
+            {
                 erased.insert(identity_hash(&identity_key_for_external(external_id)));
             }
         });
@@ -62,8 +66,11 @@ fn trait_keys(prefix: &str, traits: &Map<String, Value>, out: &mut Vec<String>) 
 /// Identity keys a WAL record names.
 fn record_keys(record: &WalRecord) -> Vec<String> {
     let mut keys = Vec::new();
-    match record {
-        WalRecord::Messages { messages, .. } => {
+    let WalRecord::Mutation { mutation, .. } = record else {
+        return keys;
+    };
+    match mutation {
+        Mutation::Messages(messages) => {
             for message in messages {
                 keys.extend(message.user_id.iter().map(|id| format!("u:{id}")));
                 keys.extend(message.anonymous_id.iter().map(|id| format!("a:{id}")));
@@ -74,11 +81,10 @@ fn record_keys(record: &WalRecord) -> Vec<String> {
                 }
             }
         }
-        WalRecord::EraseProfile { external_id, .. }
-        | WalRecord::DeleteProfile { external_id, .. } => {
+        Mutation::EraseProfile { external_id } | Mutation::DeleteProfile { external_id } => {
             keys.push(identity_key_for_external(external_id));
         }
-        WalRecord::EditStatic { profiles, .. } => {
+        Mutation::EditStatic { profiles, .. } => {
             keys.extend(profiles.iter().map(|id| identity_key_for_external(id)));
         }
         _ => {}
