@@ -84,6 +84,12 @@ fn render_faults(state: &AppState, out: &mut String) {
     };
     gauge(
         out,
+        "segd_wal_failed",
+        "1 when the write-ahead log has failed and writes are refused (until a restart).",
+        u64::from(wal_failure(state).is_some()),
+    );
+    gauge(
+        out,
         "segd_http_connections_open",
         "Open client connections.",
         state.metrics_extra.connections_open.load(Ordering::Relaxed),
