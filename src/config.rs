@@ -32,6 +32,8 @@ pub const MIN_BODY_BYTES: usize = 1_024;
 pub const MAX_BODY_BYTES: usize = 256 * 1024 * 1024;
 pub const MAX_REQUEST_TIMEOUT_MS: u64 = 600_000;
 pub const MAX_CONCURRENT_REQUESTS: usize = 100_000;
+/// Most open connections that may be configured.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
 pub const MAX_IDENTITY_TRAIT_BYTES: usize = 256;
 
 /// Flags of `segd serve` (each also `SEGD_<NAME>`; lists are comma-separated there).
@@ -88,6 +90,21 @@ pub struct ServeArgs {
     /// Requests in flight before new ones are shed with 503 [default: 1024].
     #[arg(long, env = "SEGD_MAX_CONCURRENT_REQUESTS")]
     pub max_concurrent_requests: Option<usize>,
+    /// Open connections at once; more wait in the listen backlog [default: 4096].
+    #[arg(long, env = "SEGD_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Time a client has to send a request's headers, also the longest a kept-alive
+    /// connection waits for its next request, in milliseconds [default: 10000].
+    #[arg(long, env = "SEGD_HEADER_TIMEOUT_MS")]
+    pub header_timeout_ms: Option<u64>,
+    /// A connection with no bytes moving this long is closed, in milliseconds
+    /// [default: 60000].
+    #[arg(long, env = "SEGD_IDLE_TIMEOUT_MS")]
+    pub idle_timeout_ms: Option<u64>,
+    /// Request body bytes held by all requests at once (as sent plus decoded) before
+    /// new ones are shed with 503 [default: 268435456].
+    #[arg(long, env = "SEGD_MAX_BODY_BYTES_IN_FLIGHT")]
+    pub max_body_bytes_in_flight: Option<usize>,
 }
 
 /// A string or a list of strings in TOML (`write_key = "k"` or `write_key = ["a", "b"]`).
@@ -127,6 +144,10 @@ pub struct FileConfig {
     pub max_body_bytes: Option<usize>,
     pub request_timeout_ms: Option<u64>,
     pub max_concurrent_requests: Option<usize>,
+    pub max_connections: Option<usize>,
+    pub header_timeout_ms: Option<u64>,
+    pub idle_timeout_ms: Option<u64>,
+    pub max_body_bytes_in_flight: Option<usize>,
 }
 
 /// When the write-ahead log is fsynced.
@@ -338,7 +359,42 @@ impl ServeConfig {
                 MAX_CONCURRENT_REQUESTS,
             )?,
             max_sse_streams: defaults.max_sse_streams,
+            max_connections: range(
+                "max-connections",
+                args.max_connections
+                    .or(file.max_connections)
+                    .unwrap_or(defaults.max_connections),
+                1,
+                MAX_CONNECTIONS,
+            )?,
+            header_read_timeout_ms: range(
+                "header-timeout-ms",
+                args.header_timeout_ms
+                    .or(file.header_timeout_ms)
+                    .unwrap_or(defaults.header_read_timeout_ms),
+                1,
+                MAX_REQUEST_TIMEOUT_MS,
+            )?,
+            idle_timeout_ms: range(
+                "idle-timeout-ms",
+                args.idle_timeout_ms
+                    .or(file.idle_timeout_ms)
+                    .unwrap_or(defaults.idle_timeout_ms),
+                1,
+                MAX_REQUEST_TIMEOUT_MS,
+            )?,
+            max_body_bytes_in_flight: args
+                .max_body_bytes_in_flight
+                .or(file.max_body_bytes_in_flight)
+                .unwrap_or(defaults.max_body_bytes_in_flight),
         };
+        // One request of the largest size (as sent plus decoded) must always fit.
+        range(
+            "max-body-bytes-in-flight",
+            limits.max_body_bytes_in_flight,
+            2 * limits.max_body_bytes,
+            usize::MAX >> 4,
+        )?;
         Ok(ServeConfig {
             listen,
             data_dir: args

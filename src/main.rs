@@ -354,6 +354,7 @@ impl http::SnapshotHook for DatabaseSnapshots {
             "total_ms": report.total.as_secs_f64() * 1e3,
             "removed_snapshots": report.removed_snapshots,
             "removed_wal_segments": report.removed_wal_segments,
+            "skipped": report.skipped,
         }))
     }
 }

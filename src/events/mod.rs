@@ -33,6 +33,13 @@ pub const MAX_PROPERTY_NESTING: usize = 8;
 /// (and counted) so one runaway client cannot exhaust memory. Lifetime counts stay
 /// exact.
 pub const MAX_EVENTS_PER_PROFILE: usize = 50_000;
+/// Largest encoded properties of one event; a larger event is rejected.
+pub const MAX_EVENT_PROPERTY_BYTES: usize = 1 << 20;
+/// Most encoded property bytes one profile keeps; beyond it the oldest events are
+/// dropped (and counted) like beyond [`MAX_EVENTS_PER_PROFILE`]. With compaction (at
+/// half garbage) a profile's arena stays below twice this plus one event, so its u32
+/// offsets cannot overflow.
+pub const MAX_EVENT_BYTES_PER_PROFILE: usize = 256 << 20;
 /// Most distinct event names and property names per shard (ids are u16/u32; the bound
 /// keeps the interners from growing without limit on garbage input).
 pub const MAX_EVENT_NAMES: usize = 65_535;
@@ -117,6 +124,8 @@ pub enum EventError {
     ListTooLong { name: String, length: usize },
     #[error("property `{name}` is the number {value}, outside the range segd stores (64-bit integers, finite floats)")]
     NumberOutOfRange { name: String, value: String },
+    #[error("event properties take {bytes} bytes stored; at most {MAX_EVENT_PROPERTY_BYTES} are accepted per event")]
+    PropertiesTooLarge { bytes: usize },
 }
 
 impl EventError {
@@ -129,6 +138,7 @@ impl EventError {
             EventError::StringTooLong { .. } => "value_too_long",
             EventError::ListTooLong { .. } => "list_too_long",
             EventError::NumberOutOfRange { .. } => "number_out_of_range",
+            EventError::PropertiesTooLarge { .. } => "properties_too_large",
         }
     }
 }
@@ -152,7 +162,21 @@ pub fn prepare_properties(
 ) -> Result<Vec<(String, EventProperty)>, EventError> {
     let mut out = Vec::new();
     flatten_properties("", properties, 1, &mut out)?;
+    let bytes = out.iter().map(|(_, value)| encoded_bytes(value)).sum();
+    if bytes > MAX_EVENT_PROPERTY_BYTES {
+        return Err(EventError::PropertiesTooLarge { bytes });
+    }
     Ok(out)
+}
+
+/// Bytes `encode_properties` writes for one property (id, tag, value).
+fn encoded_bytes(value: &EventProperty) -> usize {
+    3 + match value {
+        EventProperty::String(text) => 4 + text.len(),
+        EventProperty::Integer(_) | EventProperty::Float(_) => 8,
+        EventProperty::Bool(_) => 1,
+        EventProperty::List(items) => 2 + items.iter().map(|item| 4 + item.len()).sum::<usize>(),
+    }
 }
 
 fn flatten_properties(
@@ -354,6 +378,31 @@ impl ProfileEvents {
             .partition_point(|other| (other.name, other.time_ms) <= (record.name, record.time_ms));
         self.events.insert(position, record);
         self.oldest_ms = self.oldest_ms.min(record.time_ms);
+    }
+
+    /// How many of the newest events fit in `max_bytes` of live properties (at least
+    /// one: a single event is bounded by [`MAX_EVENT_PROPERTY_BYTES`]).
+    fn events_within_bytes(&self, max_bytes: usize) -> usize {
+        let live = self.properties.len() - self.garbage_bytes;
+        if live <= max_bytes {
+            return self.events.len();
+        }
+        let mut by_age: Vec<(i64, u32)> = self
+            .events
+            .iter()
+            .map(|event| (event.time_ms, event.properties_len))
+            .collect();
+        by_age.sort_unstable_by_key(|(time_ms, _)| std::cmp::Reverse(*time_ms));
+        let mut kept_bytes = 0usize;
+        let mut kept = 0usize;
+        for (_, length) in by_age {
+            if kept > 0 && kept_bytes + length as usize > max_bytes {
+                break;
+            }
+            kept_bytes += length as usize;
+            kept += 1;
+        }
+        kept
     }
 
     /// Drops the oldest events beyond the per-profile bound.
@@ -594,6 +643,8 @@ pub struct EventStore {
     /// Next local id the expiry sweep looks at.
     sweep_cursor: usize,
     stats: EventStats,
+    /// Per-profile bound on live property bytes ([`MAX_EVENT_BYTES_PER_PROFILE`]).
+    max_profile_bytes: usize,
 }
 
 /// Hashes short names with one-shot seeded xxh3 per `write` call. xxhash-rust's own
@@ -663,6 +714,16 @@ impl EventStore {
             with_event: Vec::new(),
             sweep_cursor: 0,
             stats: EventStats::default(),
+            max_profile_bytes: MAX_EVENT_BYTES_PER_PROFILE,
+        }
+    }
+
+    /// A store with a smaller per-profile byte bound (tests).
+    #[cfg(test)]
+    fn with_profile_bytes(retention_ms: i64, max_profile_bytes: usize) -> EventStore {
+        EventStore {
+            max_profile_bytes,
+            ..EventStore::new(retention_ms)
         }
     }
 
@@ -881,7 +942,10 @@ impl EventStore {
 
     /// Appends an encoded event to a profile (keeping the per-profile bound).
     fn push_event(&mut self, local: u32, name: EventNameId, time_ms: i64, encoded: &[u8]) {
+        let max_bytes = self.max_profile_bytes;
         let profile = self.profile_mut(local);
+        // The byte bounds keep the arena far below 4 GiB (see MAX_EVENT_BYTES_PER_PROFILE).
+        debug_assert!(profile.properties.len() + encoded.len() <= u32::MAX as usize);
         let record = StoredEvent {
             time_ms,
             name,
@@ -890,7 +954,8 @@ impl EventStore {
         };
         profile.properties.extend_from_slice(encoded);
         profile.insert_record(record);
-        let dropped = profile.drop_oldest_beyond(MAX_EVENTS_PER_PROFILE);
+        let limit = MAX_EVENTS_PER_PROFILE.min(profile.events_within_bytes(max_bytes));
+        let dropped = profile.drop_oldest_beyond(limit);
         self.stats.dropped_over_limit += dropped as u64;
         self.stats.stored = self.stats.stored + 1 - dropped as u64;
     }
@@ -1305,5 +1370,41 @@ mod tests {
                 )
             ]
         );
+    }
+
+    #[test]
+    fn per_profile_bytes_are_bounded_and_oversized_events_rejected() {
+        let mut store = EventStore::with_profile_bytes(90 * DAY, 64 << 10);
+        let now = 1_000 * DAY;
+        let text = "x".repeat(4_000);
+        for minute in 0..200i64 {
+            store.insert(
+                3,
+                "viewed",
+                now - DAY + minute * 60_000,
+                &props(json!({"blob": text, "n": minute})),
+                now,
+            );
+        }
+        let profile = store.profile(3).unwrap();
+        let live = profile.properties.len() - profile.garbage_bytes;
+        assert!(live <= 64 << 10, "live property bytes {live}");
+        assert!(profile.properties.len() <= 2 * (64 << 10) + 8_192);
+        assert!(store.stats().dropped_over_limit > 150);
+        // The newest events are the ones kept.
+        let viewed = store.event_name_id("viewed").unwrap();
+        let newest = now - DAY + 199 * 60_000;
+        assert_eq!(store.count_in_window(3, viewed, newest, now), 1);
+        assert_eq!(
+            store.count_in_window(3, viewed, 0, newest - 100 * 60_000),
+            0
+        );
+        assert_eq!(store.lifetime(3, viewed).unwrap().count, 200);
+
+        let list: Vec<String> = (0..256).map(|_| "y".repeat(4_000)).collect();
+        let error =
+            prepare_properties(json!({"a": list, "b": list}).as_object().unwrap()).unwrap_err();
+        assert_eq!(error.code(), "properties_too_large");
+        assert!(error.to_string().contains("at most 1048576"), "{error}");
     }
 }

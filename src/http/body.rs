@@ -12,9 +12,11 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use serde::de::DeserializeOwned;
 use std::io::Read;
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Default largest request body, before and after decompression.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -46,6 +48,56 @@ fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
     json || (accept == Accept::JsonOrBeacon && essence == "text/plain")
 }
 
+/// The bytes of request bodies held at once, across all requests: each request takes
+/// what it reads (as sent, then decoded) and gives it back when its body is dropped.
+#[derive(Clone, Debug)]
+pub struct BodyBudget {
+    semaphore: Arc<Semaphore>,
+    capacity: usize,
+}
+
+/// Bytes a request holds of the [`BodyBudget`] (returned on drop).
+#[derive(Debug, Default)]
+pub struct BodyCharge {
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl BodyBudget {
+    pub fn new(capacity_bytes: usize) -> BodyBudget {
+        let capacity = capacity_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            semaphore: Arc::new(Semaphore::new(capacity)),
+            capacity,
+        }
+    }
+
+    /// Bytes currently held by requests.
+    pub fn in_use(&self) -> usize {
+        self.capacity - self.semaphore.available_permits()
+    }
+
+    /// Adds `bytes` to a request's charge, or sheds the request when the budget is spent.
+    fn charge(&self, charge: &mut BodyCharge, bytes: usize) -> Result<(), ApiError> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let permit = u32::try_from(bytes)
+            .ok()
+            .and_then(|bytes| self.semaphore.clone().try_acquire_many_owned(bytes).ok())
+            .ok_or_else(|| {
+                ApiError::overloaded(format!(
+                    "request bodies in flight exceed {} bytes; retry after a second",
+                    self.capacity
+                ))
+            })?;
+        match &mut charge.permit {
+            Some(held) => held.merge(permit),
+            None => charge.permit = Some(permit),
+        }
+        Ok(())
+    }
+}
+
 fn too_large(limit: usize, what: &str) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -62,6 +114,28 @@ pub async fn read_body(
     accept: Accept,
     max_body_bytes: usize,
 ) -> Result<Bytes, ApiError> {
+    let unlimited = BodyBudget::new(Semaphore::MAX_PERMITS);
+    let mut charge = BodyCharge::default();
+    read_body_charged(
+        headers,
+        body,
+        accept,
+        max_body_bytes,
+        &unlimited,
+        &mut charge,
+    )
+    .await
+}
+
+/// [`read_body`], charging every byte held (as sent and decoded) to `budget`.
+pub async fn read_body_charged(
+    headers: &HeaderMap,
+    mut body: Body,
+    accept: Accept,
+    max_body_bytes: usize,
+    budget: &BodyBudget,
+    charge: &mut BodyCharge,
+) -> Result<Bytes, ApiError> {
     if !content_type_ok(headers, accept) {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -76,19 +150,26 @@ pub async fn read_body(
     if declared.is_some_and(|length| length > max_body_bytes as u64) {
         return Err(too_large(max_body_bytes, "(Content-Length)"));
     }
-    // Limited counts bytes as they arrive, so chunked bodies stop at the limit too.
-    let raw = match Limited::new(body, max_body_bytes).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(error) if error.is::<http_body_util::LengthLimitError>() => {
-            return Err(too_large(max_body_bytes, "(as sent)"))
-        }
-        Err(_) => {
+    // Counted as frames arrive, so chunked bodies stop at the limit too, and charged to
+    // the budget as they are held.
+    let mut raw = Vec::with_capacity(declared.unwrap_or(0).min(max_body_bytes as u64) as usize);
+    while let Some(frame) = body.frame().await {
+        let Ok(frame) = frame else {
             return Err(ApiError::bad_request(
                 "body_read_failed",
                 "the request body could not be read completely",
-            ))
+            ));
+        };
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if raw.len() + data.len() > max_body_bytes {
+            return Err(too_large(max_body_bytes, "(as sent)"));
         }
-    };
+        budget.charge(charge, data.len())?;
+        raw.extend_from_slice(&data);
+    }
+    let raw = Bytes::from(raw);
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
@@ -97,16 +178,23 @@ pub async fn read_body(
         None | Some("") | Some("identity") => Ok(raw),
         Some("gzip") | Some("x-gzip") => {
             let mut decoded = Vec::new();
-            let mut decoder =
-                flate2::read::MultiGzDecoder::new(&raw[..]).take(max_body_bytes as u64 + 1);
-            decoder.read_to_end(&mut decoded).map_err(|_| {
-                ApiError::bad_request(
-                    "bad_gzip",
-                    "the body says `Content-Encoding: gzip` but is not valid gzip",
-                )
-            })?;
-            if decoded.len() > max_body_bytes {
-                return Err(too_large(max_body_bytes, "after gzip decompression"));
+            let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
+            let mut chunk = vec![0u8; 64 * 1024];
+            loop {
+                let read = decoder.read(&mut chunk).map_err(|_| {
+                    ApiError::bad_request(
+                        "bad_gzip",
+                        "the body says `Content-Encoding: gzip` but is not valid gzip",
+                    )
+                })?;
+                if read == 0 {
+                    break;
+                }
+                if decoded.len() + read > max_body_bytes {
+                    return Err(too_large(max_body_bytes, "after gzip decompression"));
+                }
+                budget.charge(charge, read)?;
+                decoded.extend_from_slice(&chunk[..read]);
             }
             Ok(Bytes::from(decoded))
         }
@@ -151,34 +239,53 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let bytes = read_body(
+        let mut charge = BodyCharge::default();
+        let bytes = read_body_charged(
             &parts.headers,
             body,
             Accept::Json,
             state.limits.max_body_bytes,
+            &state.body_budget,
+            &mut charge,
         )
         .await?;
         Ok(JsonBody(parse_json(&bytes)?))
     }
 }
 
-/// An ingest body as a JSON value (JSON or beacon `text/plain`, gzip allowed).
+/// An ingest body's bytes (JSON or beacon `text/plain`, gzip inflated), still charged
+/// to the body budget while held; parse with [`crate::ingest::body`].
 #[derive(Debug)]
-pub struct IngestBody(pub serde_json::Value);
+pub struct IngestBody {
+    pub bytes: Bytes,
+    pub charge: BodyCharge,
+}
 
 impl FromRequest<AppState> for IngestBody {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self, ApiError> {
         let (parts, body) = request.into_parts();
-        let bytes = read_body(
+        let mut charge = BodyCharge::default();
+        let bytes = read_body_charged(
             &parts.headers,
             body,
             Accept::JsonOrBeacon,
             state.limits.max_body_bytes,
+            &state.body_budget,
+            &mut charge,
         )
         .await?;
-        Ok(IngestBody(parse_json(&bytes)?))
+        Ok(IngestBody { bytes, charge })
+    }
+}
+
+impl From<crate::ingest::body::BodyError> for ApiError {
+    fn from(error: crate::ingest::body::BodyError) -> ApiError {
+        match error {
+            crate::ingest::body::BodyError::Syntax(error) => json_error(error, "."),
+            crate::ingest::body::BodyError::Message(error) => error.into(),
+        }
     }
 }
 
@@ -219,5 +326,33 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for PathPar
                     format!("bad path parameter: {}", rejection.body_text()),
                 )
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The body budget: bytes held across requests are bounded and given back on drop.
+    use super::*;
+    use axum::response::IntoResponse;
+
+    #[test]
+    fn the_budget_sheds_beyond_its_capacity_and_refills_on_drop() {
+        let budget = BodyBudget::new(100);
+        let mut first = BodyCharge::default();
+        budget.charge(&mut first, 40).unwrap();
+        budget.charge(&mut first, 30).unwrap();
+        assert_eq!(budget.in_use(), 70);
+        let mut second = BodyCharge::default();
+        let refused = budget.charge(&mut second, 31).unwrap_err();
+        assert_eq!(
+            refused.into_response().status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        budget.charge(&mut second, 30).unwrap();
+        drop(first);
+        assert_eq!(budget.in_use(), 30);
+        budget.charge(&mut second, 70).unwrap();
+        drop(second);
+        assert_eq!(budget.in_use(), 0);
     }
 }

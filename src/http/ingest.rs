@@ -2,7 +2,7 @@
 //! with and without the `/v1` prefix, answered `200 {"success": true}` as the Segment
 //! and RudderStack SDKs expect.
 //!
-//! Stages: body (size, gzip, JSON) → [`parse_message`]/[`parse_batch`] (every message
+//! Stages: body (size, gzip, JSON) → [`parse_message_body`]/[`parse_batch_body`] (every message
 //! validated, errors name the field, e.g. `batch[3].userId`) → `Engine::apply_batch`
 //! (on the write path's thread: the whole batch is prepared against the schema as it will
 //! stand after it before any of it is applied; `messageId`s de-duplicated, messages for
@@ -12,7 +12,7 @@ use crate::engine::Mutation;
 use crate::http::body::IngestBody;
 use crate::http::error::ApiResult;
 use crate::http::AppState;
-use crate::ingest::{parse_batch, parse_message};
+use crate::ingest::body::{parse_batch_body, parse_message_body};
 use axum::extract::State;
 use axum::routing::{post, MethodRouter};
 use axum::Json;
@@ -57,17 +57,18 @@ pub fn route_path(kind: &str, prefixed: bool) -> &'static str {
 /// The handler of one ingest endpoint.
 pub fn handler_for(kind: &'static str) -> MethodRouter<AppState> {
     post(
-        move |State(state): State<AppState>, IngestBody(body): IngestBody| async move {
-            accept(&state, &body, kind).await
+        move |State(state): State<AppState>, body: IngestBody| async move {
+            accept(&state, &body.bytes, kind).await
         },
     )
 }
 
-async fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> {
+async fn accept(state: &AppState, body: &[u8], kind: &str) -> ApiResult<Json<Value>> {
+    // Limits are checked while parsing (see `ingest::body`), not after building a tree.
     let messages = if kind == "batch" {
-        parse_batch(body)?
+        parse_batch_body(body)?
     } else {
-        vec![parse_message(body, Some(kind), "")?]
+        vec![parse_message_body(body, kind)?]
     };
     let started = Instant::now();
     // Applied by the write path's thread; this worker only waits for the answer.

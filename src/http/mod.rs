@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod operations;
 pub mod segments;
+pub mod server;
 pub mod webhooks;
 
 use crate::engine::{Applied, Engine, Mutation};
@@ -47,6 +48,17 @@ pub struct Limits {
     pub max_concurrent_requests: usize,
     /// Open Server-Sent Events streams at once.
     pub max_sse_streams: usize,
+    /// Open connections at once; beyond it new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Longest a client may take to send a request's headers (also bounds how long a
+    /// kept-alive connection may sit before its next request starts).
+    pub header_read_timeout_ms: u64,
+    /// A connection with no bytes moving for this long is closed (after any request in
+    /// flight finishes).
+    pub idle_timeout_ms: u64,
+    /// Request body bytes (as sent and decoded) held by all requests at once; beyond
+    /// it requests are shed with 503 `overloaded`.
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl Default for Limits {
@@ -56,6 +68,10 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             max_concurrent_requests: 1_024,
             max_sse_streams: 256,
+            max_connections: 4_096,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
         }
     }
 }
@@ -95,6 +111,9 @@ pub struct ServiceState {
     shutdown: watch::Sender<bool>,
     in_flight: Arc<Semaphore>,
     sse_slots: Arc<Semaphore>,
+    /// Bytes of request bodies held at once (see [`Limits::max_body_bytes_in_flight`]).
+    pub body_budget: body::BodyBudget,
+    pub metrics_extra: Arc<server::ConnectionMetrics>,
 }
 
 pub type AppState = Arc<ServiceState>;
@@ -129,6 +148,8 @@ impl ServiceState {
                 options.limits.max_concurrent_requests.max(1),
             )),
             sse_slots: Arc::new(Semaphore::new(options.limits.max_sse_streams.max(1))),
+            body_budget: body::BodyBudget::new(options.limits.max_body_bytes_in_flight),
+            metrics_extra: Arc::default(),
             limits: options.limits,
             metrics,
             snapshot: options.snapshot,
@@ -493,14 +514,18 @@ async fn shed_and_time_out(
     request: Request,
     next: Next,
 ) -> Response {
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+    // Probes answer even when the server sheds load: an orchestrator that sees them
+    // time out would restart a server that is only busy.
+    let probe = matches!(request.uri().path(), "/healthz" | "/readyz");
+    let permit = state.in_flight.clone().try_acquire_owned();
+    if permit.is_err() && !probe {
         state.metrics.shed_requests.fetch_add(1, Ordering::Relaxed);
         return ApiError::overloaded(format!(
             "more than {} requests in flight; retry after a second",
             state.limits.max_concurrent_requests
         ))
         .into_response();
-    };
+    }
     let timeout = Duration::from_millis(state.limits.request_timeout_ms);
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,
@@ -566,18 +591,8 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|stream| {
-        let _ = stream.set_nodelay(true);
-    });
     let app = router(state.clone());
-    let signal_state = state.clone();
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            signal_state.begin_shutdown();
-        })
-        .await?;
+    server::accept_loop(listener, app, state.clone(), shutdown).await;
     state.webhooks.stop_all();
     if let Some(hook) = state.snapshot.clone() {
         let engine = state.engine.clone();

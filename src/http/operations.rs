@@ -13,6 +13,15 @@ pub async fn healthz() -> Json<Value> {
 }
 
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    if let Some(failure) = wal_failure(&state) {
+        // Every write would be refused: route traffic elsewhere until a restart.
+        tracing::error!(%failure, "not ready: the WAL has failed");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "storage_unavailable",
+            "the write-ahead log has failed; writes are refused until segd is restarted",
+        ));
+    }
     if state.is_ready() {
         Ok(Json(json!({ "status": "ready" })))
     } else {
@@ -27,7 +36,8 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let figures = state.webhooks.figures();
     let metrics = state.metrics.clone();
-    let text = blocking(&state, move |engine| metrics.render(engine, &figures)).await?;
+    let mut text = blocking(&state, move |engine| metrics.render(engine, &figures)).await?;
+    render_faults(&state, &mut text);
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -52,4 +62,53 @@ pub async fn snapshot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
             Err(ApiError::internal())
         }
     }
+}
+
+/// Why the WAL refuses writes, if it does.
+fn wal_failure(state: &AppState) -> Option<String> {
+    state
+        .database
+        .as_ref()
+        .and_then(|database| database.wal_status().failure)
+}
+
+/// Storage and connection figures (rendered here, apart from the engine's metrics).
+fn render_faults(state: &AppState, out: &mut String) {
+    use std::fmt::Write as _;
+    use std::sync::atomic::Ordering;
+    let gauge = |out: &mut String, name: &str, help: &str, value: u64| {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+        );
+    };
+    gauge(
+        out,
+        "segd_wal_failed",
+        "1 when the write-ahead log has failed and writes are refused (until a restart).",
+        u64::from(wal_failure(state).is_some()),
+    );
+    gauge(
+        out,
+        "segd_http_connections_open",
+        "Open client connections.",
+        state.metrics_extra.connections_open.load(Ordering::Relaxed),
+    );
+    gauge(
+        out,
+        "segd_http_connections_limit",
+        "Most client connections open at once (--max-connections).",
+        state.limits.max_connections as u64,
+    );
+    let _ = writeln!(
+        out,
+        "# HELP segd_http_connections_idle_closed_total Connections closed by the idle timeout.\n# TYPE segd_http_connections_idle_closed_total counter\nsegd_http_connections_idle_closed_total {}",
+        state.metrics_extra.idle_closed.load(Ordering::Relaxed)
+    );
+    gauge(
+        out,
+        "segd_http_body_bytes_in_flight",
+        "Request body bytes held by requests in flight.",
+        state.body_budget.in_use() as u64,
+    );
 }

@@ -45,17 +45,38 @@ pub fn resolve_segment(engine: &Engine, id_or_name: &str) -> Result<SegmentId, A
 fn rule_input(value: Value) -> Result<RuleInput, ApiError> {
     match value {
         Value::String(text) => Ok(RuleInput::Text(text)),
-        Value::Object(_) => serde_path_to_error::deserialize::<_, Rule>(value)
-            .map(RuleInput::Ast)
-            .map_err(|error| {
+        Value::Object(_) => {
+            let rule = serde_path_to_error::deserialize::<_, Rule>(value).map_err(|error| {
                 let path = format!("rule.{}", error.path());
                 ApiError::invalid_field(&path, format!("{path}: {}", error.into_inner()))
-            }),
+            })?;
+            check_ast_size(&rule)?;
+            Ok(RuleInput::Ast(rule))
+        }
         _ => Err(ApiError::invalid_field(
             "rule",
             "rule must be rule text (a string) or the JSON AST (an object with a \"kind\")",
         )),
     }
+}
+
+/// A JSON AST is held to the text limit: its canonical text (what it prints as, and
+/// what a text rule for it would be) may be at most `MAX_RULE_TEXT_BYTES` long, so
+/// JSON rules cannot grow segment definitions (and snapshots) beyond text rules.
+/// Depth and condition count are checked when the rule compiles, for both forms.
+fn check_ast_size(rule: &Rule) -> Result<(), ApiError> {
+    use crate::segment::limits::MAX_RULE_TEXT_BYTES;
+    // Printing recurses, but serde_json's recursion limit already bounds the depth.
+    let printed = crate::segment::printer::print_rule(rule).len();
+    if printed > MAX_RULE_TEXT_BYTES {
+        return Err(ApiError::invalid_field(
+            "rule",
+            format!(
+                "rule is {printed} bytes as text; the limit is {MAX_RULE_TEXT_BYTES} (as for text rules)"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_description(description: &str) -> Result<(), ApiError> {

@@ -16,6 +16,8 @@
 //! Event time is the message's `timestamp` (falling back to `originalTimestamp`, then
 //! receive time).
 
+pub mod body;
+
 use crate::store::value::parse_timestamp;
 use serde_json::{Map, Value};
 use thiserror::Error;

@@ -2,6 +2,7 @@
 //! Read-only: nothing is cut, renamed or deleted.
 
 use crate::mmap::MappedFile;
+use crate::persist::erased_scan;
 use crate::persist::format::{Container, FileKind};
 use crate::persist::record::WalRecord;
 use crate::persist::snapshot::{list_snapshots, read_manifest, shard_file_name};
@@ -48,6 +49,11 @@ pub struct InspectReport {
     pub wal_segments: Vec<WalSegmentInfo>,
     /// Other entries (temporary snapshot directories, quarantined segments, ...).
     pub other_files: Vec<PathBuf>,
+    /// An erasure is waiting for the next snapshot to delete older files.
+    pub erasure_pending: bool,
+    /// Files that still hold data of an erased identifier (found by the identity
+    /// hashes stored for suppression), with how many such identifiers each names.
+    pub erased_data: Vec<(PathBuf, usize)>,
 }
 
 impl InspectReport {
@@ -107,6 +113,19 @@ impl fmt::Display for InspectReport {
         for other in &self.other_files {
             writeln!(out, "other: {}", other.display())?;
         }
+        if self.erasure_pending {
+            writeln!(
+                out,
+                "erasure pending: the next snapshot deletes every older file"
+            )?;
+        }
+        for (path, count) in &self.erased_data {
+            writeln!(
+                out,
+                "ERASED DATA: {} still holds {count} erased identifier(s)",
+                path.display()
+            )?;
+        }
         write!(
             out,
             "{}",
@@ -121,7 +140,7 @@ impl fmt::Display for InspectReport {
 
 /// Lists and verifies everything in `data_dir` without changing it.
 pub fn inspect(data_dir: &Path) -> std::io::Result<InspectReport> {
-    let snapshots = list_snapshots(data_dir)?
+    let snapshots: Vec<SnapshotInfo> = list_snapshots(data_dir)?
         .into_iter()
         .map(|(lsn, path)| inspect_snapshot(lsn, path))
         .collect();
@@ -161,21 +180,61 @@ pub fn inspect(data_dir: &Path) -> std::io::Result<InspectReport> {
         });
     }
     let mut other_files = Vec::new();
+    let marker = data_dir.join(crate::persist::erasure::ERASURE_MARKER);
     for entry in std::fs::read_dir(data_dir)? {
         let entry = entry?;
         let path = entry.path();
-        let known = snapshots_contains(&path) || wal_segments.iter().any(|s| s.path == path);
+        let known = snapshots_contains(&path)
+            || wal_segments.iter().any(|s| s.path == path)
+            || path == marker;
         if !known {
             other_files.push(path);
         }
     }
     other_files.sort();
+    let erased_data = erased_data(&snapshots, &wal_segments, &other_files);
     Ok(InspectReport {
         data_dir: data_dir.to_path_buf(),
         snapshots,
         wal_segments,
         other_files,
+        erasure_pending: marker.exists(),
+        erased_data,
     })
+}
+
+/// Every snapshot (also set-aside ones), WAL segment and quarantined segment that
+/// names an erased identifier.
+fn erased_data(
+    snapshots: &[SnapshotInfo],
+    wal_segments: &[WalSegmentInfo],
+    other_files: &[PathBuf],
+) -> Vec<(PathBuf, usize)> {
+    let snapshot_dirs: Vec<PathBuf> = snapshots
+        .iter()
+        .map(|s| s.path.clone())
+        .chain(other_files.iter().filter(|p| p.is_dir()).cloned())
+        .collect();
+    let wal_files: Vec<PathBuf> = wal_segments
+        .iter()
+        .map(|s| s.path.clone())
+        .chain(other_files.iter().filter(|p| p.is_file()).cloned())
+        .collect();
+    let erased = erased_scan::erased_hashes(&snapshot_dirs, &wal_files);
+    if erased.is_empty() {
+        return Vec::new();
+    }
+    let mut found = Vec::new();
+    for directory in &snapshot_dirs {
+        found.extend(erased_scan::snapshot_hits(directory, &erased));
+    }
+    for path in &wal_files {
+        let hits = erased_scan::wal_file_hits(path, &erased);
+        if hits > 0 {
+            found.push((path.clone(), hits));
+        }
+    }
+    found
 }
 
 fn snapshots_contains(path: &Path) -> bool {

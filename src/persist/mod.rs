@@ -14,6 +14,8 @@
 //! store the head, and sequence blocks are reserved through the WAL before they can be
 //! handed out, so recovery restarts above anything ever handed out.
 
+pub mod erased_scan;
+pub mod erasure;
 pub mod format;
 pub mod inspect;
 pub mod record;
@@ -167,9 +169,13 @@ pub enum FailAction {
 
 static FAILPOINTS: Mutex<Vec<(String, FailAction)>> = Mutex::new(Vec::new());
 
-/// Arms (or with `None` disarms) a failpoint. Names: `snapshot_before_rename` (files
-/// written and synced, directory not yet renamed), `snapshot_after_rename` (before old
-/// snapshots and WAL segments are deleted).
+/// Arms (or with `None` disarms) a failpoint. Names, in snapshot order:
+/// `snapshot_after_shard_sync` (each shard file written and synced),
+/// `snapshot_after_manifest_sync`, `snapshot_before_rename` (temporary directory
+/// synced), `snapshot_after_set_aside` (an unused same-LSN directory renamed away),
+/// `snapshot_before_directory_sync` (renamed in), `snapshot_after_rename` (synced,
+/// before clean-up), `cleanup_after_snapshots_removed`, `cleanup_after_segments_removed`,
+/// `erasure_marker_before_clear`.
 pub fn set_failpoint(name: &str, action: Option<FailAction>) {
     let mut points = FAILPOINTS.lock();
     points.retain(|(existing, _)| existing != name);
@@ -213,6 +219,9 @@ pub struct SnapshotReport {
     pub total: Duration,
     pub removed_snapshots: usize,
     pub removed_wal_segments: usize,
+    /// Nothing was logged since the last snapshot: no new one was written (`path` is
+    /// the existing one).
+    pub skipped: bool,
 }
 
 /// An engine made durable by a WAL and snapshots in a data directory.
@@ -222,6 +231,8 @@ pub struct Database {
     wal: Wal,
     ingest: Mutex<IngestState>,
     snapshotting: Mutex<()>,
+    /// The LSN the newest snapshot on disk covers (loaded or written by this process).
+    snapshot_lsn: Mutex<Option<u64>>,
     options: DatabaseOptions,
 }
 
@@ -249,10 +260,18 @@ impl Database {
             wal,
             ingest: Mutex::new(IngestState {
                 reserved_until: recovered.reserved_until,
-                erased_since_snapshot: false,
+                // Survives crashes: the marker is written before an erasure is logged.
+                erased_since_snapshot: erasure::pending(&options.data_dir),
                 application_state: recovered.application_state,
             }),
             snapshotting: Mutex::new(()),
+            snapshot_lsn: Mutex::new(
+                recovered
+                    .report
+                    .snapshot
+                    .is_some()
+                    .then_some(recovered.report.snapshot_lsn),
+            ),
             options,
         };
         // Reserve a fresh block above everything replay handed out before serving.
@@ -357,6 +376,12 @@ impl Database {
             mutation => (self.engine.apply(&mutation)?, mutation),
         };
         let erases = matches!(logged, Mutation::EraseProfile { .. });
+        if erases {
+            // Durable before the erasure is: a crash must not forget the clean-up.
+            erasure::mark(&self.options.data_dir).map_err(|error| {
+                WalFailed(format!("writing the erasure marker failed: {error}"))
+            })?;
+        }
         let record = WalRecord::Mutation {
             at_ms,
             mutation: logged,
@@ -397,9 +422,26 @@ impl Database {
     pub fn snapshot_now(&self) -> Result<SnapshotReport, PersistError> {
         let _one_at_a_time = self.snapshotting.lock();
         let started = Instant::now();
+        let data_dir = &self.options.data_dir;
         let (encoded, erased, pause) = {
             let mut state = self.ingest.lock();
             let paused = Instant::now();
+            let last = *self.snapshot_lsn.lock();
+            if last.is_some_and(|lsn| lsn + 1 == self.wal.next_lsn()) {
+                // Nothing logged since: rewriting the same state only costs I/O (and a
+                // same-LSN directory cannot be swapped in atomically).
+                let erased = std::mem::take(&mut state.erased_since_snapshot);
+                drop(state);
+                let lsn = last.unwrap_or_default();
+                return self.finish_snapshot(
+                    data_dir.join(snapshot::snapshot_name(lsn)),
+                    lsn,
+                    0,
+                    erased,
+                    (Duration::ZERO, started),
+                    true,
+                );
+            }
             // Every record up to `covered` now lies in closed segments.
             let covered = self.wal.rotate()? - 1;
             let encoded = snapshot::encode_snapshot(
@@ -411,7 +453,6 @@ impl Database {
             let erased = std::mem::take(&mut state.erased_since_snapshot);
             (encoded, erased, paused.elapsed())
         };
-        let data_dir = &self.options.data_dir;
         let path = match snapshot::write_snapshot(data_dir, &encoded) {
             Ok(path) => path,
             Err(source) => {
@@ -424,22 +465,62 @@ impl Database {
                 });
             }
         };
-        failpoint("snapshot_after_rename").map_err(io_error(&path))?;
-        let keep = if erased {
-            1
-        } else {
-            self.options.snapshots_kept.max(1)
+        *self.snapshot_lsn.lock() = Some(encoded.covered_lsn);
+        self.finish_snapshot(
+            path,
+            encoded.covered_lsn,
+            encoded.bytes(),
+            erased,
+            (pause, started),
+            false,
+        )
+    }
+
+    /// Deletes what the snapshot at `path` made obsolete (after an erasure: every older
+    /// file, then the erasure marker).
+    fn finish_snapshot(
+        &self,
+        path: PathBuf,
+        covered_lsn: u64,
+        bytes: u64,
+        erased: bool,
+        (pause, started): (Duration, Instant),
+        skipped: bool,
+    ) -> Result<SnapshotReport, PersistError> {
+        let data_dir = &self.options.data_dir;
+        let keep = self.options.snapshots_kept.max(1);
+        let removed = failpoint("snapshot_after_rename")
+            .and_then(|()| recovery::remove_obsolete(data_dir, keep, erased));
+        let (removed_snapshots, removed_wal_segments) = match removed {
+            Ok(removed) => removed,
+            Err(source) => {
+                // Older files may still hold erased data: clean up next time.
+                self.ingest.lock().erased_since_snapshot |= erased;
+                return Err(PersistError::Io { path, source });
+            }
         };
-        let (removed_snapshots, removed_wal_segments) =
-            recovery::remove_obsolete(data_dir, keep).map_err(io_error(data_dir))?;
+        if erased {
+            // Under the ingest lock: an erasure (which writes the marker under it) cannot
+            // slip in between the check and the removal.
+            let mut state = self.ingest.lock();
+            if !state.erased_since_snapshot {
+                if let Err(source) =
+                    failpoint("erasure_marker_before_clear").and_then(|()| erasure::clear(data_dir))
+                {
+                    state.erased_since_snapshot = true;
+                    return Err(PersistError::Io { path, source });
+                }
+            }
+        }
         Ok(SnapshotReport {
             path,
-            covered_lsn: encoded.covered_lsn,
-            bytes: encoded.bytes(),
+            covered_lsn,
+            bytes,
             pause,
             total: started.elapsed(),
             removed_snapshots,
             removed_wal_segments,
+            skipped,
         })
     }
 

@@ -216,6 +216,16 @@ pub(crate) fn recover(
             }
         }
         if let Some(damage) = &scan.damage {
+            // Damage in a segment whose every record the snapshot already covers (the
+            // next segment starts at or before the replay position) loses nothing:
+            // leave it for the next snapshot's clean-up instead of cutting the WAL.
+            let covered_already = contents
+                .get(index + 1)
+                .is_some_and(|(next_first, _, _)| *next_first <= expected);
+            if covered_already {
+                tracing::warn!(path = %path.display(), %damage, "damage in a WAL segment the snapshot covers; ignored");
+                continue;
+            }
             tracing::error!(path = %path.display(), %damage, "WAL damaged; cutting the tail");
             report.truncated = Some((path.clone(), scan.valid_bytes as u64, damage.0.clone()));
             truncate(path, scan.valid_bytes as u64, &mut report)?;
@@ -340,10 +350,16 @@ fn replay(
 }
 
 /// Deletes snapshots beyond the newest `keep`, and WAL segments whose every record the
-/// oldest kept snapshot covers. With `keep == 1` (after an erasure) quarantined
-/// `*.damaged` segments go too, since they may hold erased data.
+/// oldest kept snapshot covers. After an erasure (`erased`, which keeps one snapshot)
+/// quarantined `*.damaged` files go too, since they may hold erased data; otherwise
+/// they stay for inspection.
 /// Returns (snapshots removed, WAL segments removed).
-pub(crate) fn remove_obsolete(data_dir: &Path, keep: usize) -> std::io::Result<(usize, usize)> {
+pub(crate) fn remove_obsolete(
+    data_dir: &Path,
+    keep: usize,
+    erased: bool,
+) -> std::io::Result<(usize, usize)> {
+    let keep = if erased { 1 } else { keep };
     let snapshots = list_snapshots(data_dir)?;
     if snapshots.is_empty() {
         return Ok((0, 0));
@@ -353,6 +369,7 @@ pub(crate) fn remove_obsolete(data_dir: &Path, keep: usize) -> std::io::Result<(
     for (_, path) in &snapshots[..cut] {
         std::fs::remove_dir_all(path)?;
     }
+    crate::persist::failpoint("cleanup_after_snapshots_removed")?;
     let oldest_kept = snapshots[cut].0;
     let segments = list_segments(data_dir)?;
     let mut removed_segments = 0;
@@ -363,11 +380,16 @@ pub(crate) fn remove_obsolete(data_dir: &Path, keep: usize) -> std::io::Result<(
             removed_segments += 1;
         }
     }
-    if keep == 1 {
+    crate::persist::failpoint("cleanup_after_segments_removed")?;
+    if erased {
         for entry in std::fs::read_dir(data_dir)? {
             let entry = entry?;
             if entry.file_name().to_string_lossy().ends_with(".damaged") {
-                std::fs::remove_file(entry.path())?;
+                if entry.path().is_dir() {
+                    std::fs::remove_dir_all(entry.path())?;
+                } else {
+                    std::fs::remove_file(entry.path())?;
+                }
             }
         }
     }

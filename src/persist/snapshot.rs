@@ -142,11 +142,41 @@ fn type_from_code(code: u8) -> Result<TraitType, FormatError> {
     })
 }
 
-fn bincode_config() -> impl bincode::config::Config {
+fn bincode_config() -> bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Fixint,
+    bincode::config::NoLimit,
+> {
     bincode::config::standard()
         .with_little_endian()
         .with_fixed_int_encoding()
-        .with_limit::<{ 64 << 20 }>()
+}
+
+/// How many bytes of memory one byte of encoded metadata may claim while decoding: every
+/// element of a container takes at least one encoded byte, and no metadata type is
+/// larger than this in memory.
+const METADATA_CLAIM_PER_BYTE: usize = 256;
+
+/// Decodes the metadata section. bincode's decode limit (what lengths read from the
+/// file may pre-allocate) is derived from the section's size instead of a fixed cap, so
+/// any metadata a snapshot could write loads again, while a forged length still cannot
+/// claim more than a fixed multiple of the file.
+fn decode_metadata(bytes: &[u8]) -> Result<(Metadata, usize), bincode::error::DecodeError> {
+    macro_rules! with_limit {
+        ($($shift:literal),*) => {{
+            let needed = bytes.len().saturating_mul(METADATA_CLAIM_PER_BYTE).max(1 << 26);
+            $(
+                if needed <= (1usize << $shift) {
+                    return bincode::decode_from_slice(
+                        bytes,
+                        bincode_config().with_limit::<{ 1usize << $shift }>(),
+                    );
+                }
+            )*
+            bincode::decode_from_slice(bytes, bincode_config())
+        }};
+    }
+    with_limit!(26, 28, 30, 32, 34, 36, 38, 40)
 }
 
 /// A snapshot encoded in memory as sections, ready to be written (headers and
@@ -554,8 +584,9 @@ fn encode_column(column: &Column) -> Vec<u8> {
 
 /// Writes an encoded snapshot durably; returns its directory. A crash at any point
 /// leaves either no `snapshot-<lsn>` directory (only a `.tmp` one, removed at the next
-/// start) or a complete one.
+/// start) or a complete one. Failpoints (tests) sit after each fsync and rename.
 pub fn write_snapshot(data_dir: &Path, encoded: &EncodedSnapshot) -> std::io::Result<PathBuf> {
+    use crate::persist::failpoint;
     let final_path = data_dir.join(snapshot_name(encoded.covered_lsn));
     let temporary = data_dir.join(format!("{}.tmp", snapshot_name(encoded.covered_lsn)));
     if temporary.exists() {
@@ -572,16 +603,26 @@ pub fn write_snapshot(data_dir: &Path, encoded: &EncodedSnapshot) -> std::io::Re
     };
     for (index, sections) in encoded.shards.iter().enumerate() {
         write(&shard_file_name(index), FileKind::Shard, sections)?;
+        failpoint("snapshot_after_shard_sync")?;
     }
     // The manifest last: a directory without it is never taken for a snapshot.
     write(MANIFEST_FILE, FileKind::Manifest, &encoded.manifest)?;
+    failpoint("snapshot_after_manifest_sync")?;
     crate::persist::wal::sync_directory(&temporary)?;
-    crate::persist::failpoint("snapshot_before_rename")?;
+    failpoint("snapshot_before_rename")?;
     if final_path.exists() {
-        // Same LSN snapshotted again (nothing happened since): replace it.
-        std::fs::remove_dir_all(&final_path)?;
+        // A directory of this LSN that recovery did not use (the database skips
+        // snapshots of an unchanged state): set it aside rather than delete it before
+        // the new one is in place; the next clean-up after an erasure removes it.
+        let aside = final_path.with_extension("damaged");
+        if aside.exists() {
+            std::fs::remove_dir_all(&aside)?;
+        }
+        std::fs::rename(&final_path, aside)?;
+        failpoint("snapshot_after_set_aside")?;
     }
     std::fs::rename(&temporary, &final_path)?;
+    failpoint("snapshot_before_directory_sync")?;
     crate::persist::wal::sync_directory(data_dir)?;
     Ok(final_path)
 }
@@ -640,14 +681,39 @@ pub struct Manifest {
 /// Reads and verifies a manifest.
 pub fn read_manifest(path: &Path) -> Result<Manifest, SnapshotError> {
     let mapped = MappedFile::open(path).map_err(io_at(path))?;
-    let container = Container::parse(mapped.bytes(), FileKind::Manifest).map_err(at(path))?;
+    parse_manifest(mapped.bytes(), path)
+}
+
+/// Decodes snapshot file bytes the way loading does — as a manifest, and as shard 0
+/// under the manifest's schema when `manifest` is given (else an empty one) — for the
+/// fuzz targets and their bounded run in the test suite. Never panics.
+pub fn decode_untrusted(bytes: &[u8], manifest: Option<&[u8]>) -> Result<(), String> {
+    let path = Path::new("(fuzz input)");
+    let mut schema = Schema::default();
+    if let Some(manifest) = manifest {
+        let parsed = parse_manifest(manifest, path).map_err(|error| error.to_string())?;
+        for (name, code) in &parsed.metadata.columns {
+            if schema.lookup(name).is_none() {
+                schema.add(name, type_from_code(*code).map_err(|error| error.0)?);
+            }
+        }
+    }
+    let manifest = parse_manifest(bytes, path)
+        .map(drop)
+        .map_err(|error| error.to_string());
+    let shard = decode_shard(bytes, 0, &schema, 86_400_000)
+        .map(drop)
+        .map_err(|error| error.0);
+    manifest.or(shard)
+}
+
+fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest, SnapshotError> {
+    let container = Container::parse(bytes, FileKind::Manifest).map_err(at(path))?;
     let metadata_bytes = container.find(SECTION_METADATA).map_err(at(path))?;
     let (metadata, used): (Metadata, usize) =
-        bincode::decode_from_slice(metadata_bytes, bincode_config()).map_err(|error| {
-            SnapshotError {
-                path: path.to_path_buf(),
-                reason: format!("metadata: {error}"),
-            }
+        decode_metadata(metadata_bytes).map_err(|error| SnapshotError {
+            path: path.to_path_buf(),
+            reason: format!("metadata: {error}"),
         })?;
     if used != metadata_bytes.len() {
         return Err(at(path)(damaged("trailing bytes after the metadata")));
@@ -676,7 +742,7 @@ pub fn read_manifest(path: &Path) -> Result<Manifest, SnapshotError> {
         suppressed,
         seen_messages: seen,
         application_state: application,
-        bytes: mapped.bytes().len() as u64,
+        bytes: bytes.len() as u64,
     })
 }
 
@@ -838,6 +904,14 @@ fn check_ids(bitmap: &RoaringBitmap, length: usize, what: &str) -> Result<(), Fo
         ))),
         _ => Ok(()),
     }
+}
+
+/// The identity-map hashes a shard file holds (for `segd inspect`'s erased-data check).
+pub fn shard_identity_hashes(bytes: &[u8]) -> Result<Vec<u128>, FormatError> {
+    let container = Container::parse(bytes, FileKind::Shard)?;
+    let mut map = Decoder::new(container.find(SECTION_IDENTITY_MAP)?);
+    let count = map.count(16)?;
+    (0..count).map(|_| map.u128()).collect()
 }
 
 fn decode_shard(
@@ -1364,4 +1438,52 @@ fn decode_events(
     let property_names = name_tables.next().unwrap_or_default();
     EventStore::from_parts(retention_ms, event_names, property_names, profile_table)
         .map_err(damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Metadata decoding: no fixed size cap that valid state can exceed, and forged
+    //! lengths fail cleanly.
+    use super::*;
+
+    fn metadata_with_description(bytes: usize) -> Metadata {
+        Metadata {
+            covered_lsn: 7,
+            reserved_sequences_until: 9,
+            change_head: 3,
+            shard_count: 2,
+            written_ms: 1,
+            profile_count: 0,
+            columns: vec![("plan".into(), 0)],
+            segments: vec![StoredSegment {
+                id: 0,
+                name: "big".into(),
+                description: "d".repeat(bytes),
+                version: 1,
+                rule_json: None,
+                created_ms: 1,
+                updated_ms: 1,
+            }],
+            next_segment_id: 1,
+        }
+    }
+
+    #[test]
+    fn metadata_larger_than_64_mib_decodes() {
+        let metadata = metadata_with_description(70 << 20);
+        let encoded = bincode::encode_to_vec(&metadata, bincode_config()).unwrap();
+        let (decoded, used) = decode_metadata(&encoded).unwrap();
+        assert_eq!(used, encoded.len());
+        assert_eq!(decoded, metadata);
+    }
+
+    #[test]
+    fn forged_lengths_fail_without_allocating() {
+        let metadata = metadata_with_description(10);
+        let mut encoded = bincode::encode_to_vec(&metadata, bincode_config()).unwrap();
+        // The column list's length (fixed u64 after six fixed fields) set to 2^60.
+        let at = 8 + 8 + 8 + 4 + 8 + 8;
+        encoded[at..at + 8].copy_from_slice(&(1u64 << 60).to_le_bytes());
+        assert!(decode_metadata(&encoded).is_err());
+    }
 }
