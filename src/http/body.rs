@@ -6,6 +6,7 @@
 //! (gzip inflated, again bounded by `max_body_bytes`, so a gzip bomb stops at the limit)
 //! → JSON value or typed struct (serde_path_to_error names the failing field).
 
+use crate::http::auth::KeyInBody;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use axum::body::{Body, Bytes};
@@ -24,11 +25,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub enum Accept {
     /// `application/json` (or `application/*+json`).
     Json,
-    /// JSON, or `text/plain` as browsers' `sendBeacon` sends Segment payloads.
-    JsonOrBeacon,
+    /// Anything, or no `Content-Type` at all: ingest. The Segment and RudderStack SDKs
+    /// send JSON as `text/plain` (analytics.js, `sendBeacon`) or
+    /// `application/x-www-form-urlencoded` (rudder-sdk-node), and their servers accept it.
+    Any,
 }
 
 fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
+    if accept == Accept::Any {
+        return true;
+    }
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -41,10 +47,13 @@ fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    json || (accept == Accept::JsonOrBeacon && essence == "text/plain")
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
+
+/// The gzip magic bytes: a JSON body never starts with them, so a gzip body sent without
+/// `Content-Encoding` (some SDK versions and proxies do) is still recognised.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 fn too_large(limit: usize, what: &str) -> ApiError {
     ApiError::new(
@@ -93,16 +102,17 @@ pub async fn read_body(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
+    let unlabelled_gzip = accept == Accept::Any && raw.starts_with(&GZIP_MAGIC);
     match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
+        None | Some("") | Some("identity") if !unlabelled_gzip => Ok(raw),
+        None | Some("") | Some("identity") | Some("gzip") | Some("x-gzip") => {
             let mut decoded = Vec::new();
             let mut decoder =
                 flate2::read::MultiGzDecoder::new(&raw[..]).take(max_body_bytes as u64 + 1);
             decoder.read_to_end(&mut decoded).map_err(|_| {
                 ApiError::bad_request(
                     "bad_gzip",
-                    "the body says `Content-Encoding: gzip` but is not valid gzip",
+                    "the body is labelled or starts like gzip but is not valid gzip",
                 )
             })?;
             if decoded.len() > max_body_bytes {
@@ -162,7 +172,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// An ingest body as a JSON value (JSON or beacon `text/plain`, gzip allowed).
+/// An ingest body as a JSON value (any or no content type, gzip by header or magic bytes).
 #[derive(Debug)]
 pub struct IngestBody(pub serde_json::Value);
 
@@ -174,11 +184,17 @@ impl FromRequest<AppState> for IngestBody {
         let bytes = read_body(
             &parts.headers,
             body,
-            Accept::JsonOrBeacon,
+            Accept::Any,
             state.limits.max_body_bytes,
         )
         .await?;
-        Ok(IngestBody(parse_json(&bytes)?))
+        let value: serde_json::Value = parse_json(&bytes)?;
+        // No Authorization header (sendBeacon cannot set one): the write key is the
+        // body's `writeKey`, checked like a Basic username.
+        if parts.extensions.get::<KeyInBody>().is_some() {
+            state.keys.check_body_key(&value)?;
+        }
+        Ok(IngestBody(value))
     }
 }
 

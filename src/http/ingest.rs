@@ -19,7 +19,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Ingest endpoints: message type (or `batch`) and summary.
-pub const MESSAGE_ROUTES: [(&str, &str); 7] = [
+pub const MESSAGE_ROUTES: [(&str, &str); 8] = [
     ("identify", "Segment identify: set traits on a profile"),
     ("track", "Segment track: record an event"),
     ("page", "Segment page view (an event named `page`)"),
@@ -29,6 +29,10 @@ pub const MESSAGE_ROUTES: [(&str, &str); 7] = [
     (
         "batch",
         "Segment batch: many messages, validated whole before any is applied",
+    ),
+    (
+        "b",
+        "analytics.js batching endpoint: the same as batch (writeKey may be in the body)",
     ),
 ];
 
@@ -47,6 +51,8 @@ pub fn route_path(kind: &str, prefixed: bool) -> &'static str {
         ("group", false) => "/group",
         ("alias", true) => "/v1/alias",
         ("alias", false) => "/alias",
+        ("b", true) => "/v1/b",
+        ("b", false) => "/b",
         (_, true) => "/v1/batch",
         (_, false) => "/batch",
     }
@@ -62,7 +68,7 @@ pub fn handler_for(kind: &'static str) -> MethodRouter<AppState> {
 }
 
 fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> {
-    let messages = if kind == "batch" {
+    let messages = if kind == "batch" || kind == "b" {
         parse_batch(body)?
     } else {
         vec![parse_message(body, Some(kind), "")?]

@@ -14,6 +14,7 @@
 //! store the head, and sequence blocks are reserved through the WAL before they can be
 //! handed out, so recovery restarts above anything ever handed out.
 
+pub mod files;
 pub mod format;
 pub mod inspect;
 pub mod record;
