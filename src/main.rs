@@ -460,6 +460,7 @@ async fn run(config: ServeConfig) -> ExitCode {
                 extra_roots,
                 ..http::webhooks::WebhookOptions::default()
             },
+            ..ServiceOptions::default()
         },
     );
     state.webhooks.restore(webhook_registrations);

@@ -1,0 +1,402 @@
+//! Applying messages: trait and property preparation, identify, track, and the
+//! per-profile re-evaluation they trigger.
+
+use super::*;
+
+impl Engine {
+    /// Creates columns and applies widenings; returns whether any column was new (so
+    /// rules naming it are recompiled).
+    pub(super) fn apply_schema(&self, prepared: &PreparedTraits) -> bool {
+        let mut schema = self.schema.write();
+        let mut added = false;
+        for (name, trait_type, value) in &prepared.assignments {
+            if value.is_some() && schema.lookup(name).is_none() {
+                schema.add(name, *trait_type);
+                added = true;
+            }
+        }
+        for name in &prepared.widen {
+            if let Some((id, TraitType::Integer)) = schema.lookup(name) {
+                schema.widen_to_float(id);
+                for shard in &self.shards {
+                    if let Some(Some(column)) = shard.write().columns.get_mut(id.0 as usize) {
+                        column.widen_to_float();
+                    }
+                }
+            }
+        }
+        added
+    }
+
+    pub(crate) fn recompile_all(&self) {
+        let mut registry = self.registry.write();
+        let schema = self.schema.read();
+        let definitions: Vec<SegmentDefinition> = registry.all().map(|d| (**d).clone()).collect();
+        for mut definition in definitions {
+            if let SegmentKind::Dynamic { rule, condition } = &mut definition.kind {
+                let lookup = |name: &str| registry.id_of(name);
+                let context = CompileContext {
+                    schema: &schema,
+                    segment_lookup: &lookup,
+                    segment_name: Some(&definition.name),
+                    event_retention_ms: self.options.event_retention_ms,
+                };
+                if let Ok(fresh) = compile(rule, &context) {
+                    if fresh != **condition {
+                        **condition = fresh;
+                        registry.put(definition);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies a batch of messages in order, all or nothing: the whole batch is
+    /// prepared first (see `prepare.rs`), so either every message is applied or the
+    /// batch is refused and nothing changed. Duplicated `messageId`s within the
+    /// de-duplication window and messages naming erased identifiers are skipped and
+    /// counted.
+    pub fn apply_batch(&self, messages: &[Message]) -> Result<BatchOutcome, EngineError> {
+        self.apply_batch_with(messages, |_| ())
+            .map(|(outcome, ())| outcome)
+    }
+
+    /// [`Engine::apply_batch`], calling `inspect` with the prepared batch before it is
+    /// applied (the database decides there what to log).
+    pub fn apply_batch_with<T>(
+        &self,
+        messages: &[Message],
+        inspect: impl FnOnce(&PreparedBatch) -> T,
+    ) -> Result<(BatchOutcome, T), EngineError> {
+        let _batch = self.batch_lock.lock();
+        let prepared = self.prepare_batch(messages)?;
+        let inspected = inspect(&prepared);
+        Ok((self.apply_prepared(messages, prepared)?, inspected))
+    }
+
+    /// Applies a batch prepared by [`Engine::prepare_batch`] with no mutation in
+    /// between. Errors here are internal (a prepared batch has no input left to fail).
+    fn apply_prepared(
+        &self,
+        messages: &[Message],
+        prepared: PreparedBatch,
+    ) -> Result<BatchOutcome, EngineError> {
+        let mut outcome = BatchOutcome::default();
+        for (message, step) in messages.iter().zip(prepared.steps) {
+            let user_id = message.user_id.as_deref();
+            let anonymous_id = message.anonymous_id.as_deref();
+            let changes = match step {
+                Step::Suppressed => {
+                    outcome.suppressed += 1;
+                    continue;
+                }
+                Step::Duplicate => {
+                    outcome.duplicates += 1;
+                    continue;
+                }
+                Step::Identify(traits) => self
+                    .identify_prepared(user_id, anonymous_id, &traits)?
+                    .1
+                    .len(),
+                Step::Track(properties) => {
+                    let MessageKind::Track { event, .. } = &message.kind else {
+                        return Err(EngineError::Internal("track step for another message"));
+                    };
+                    let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
+                    self.track_prepared(user_id, anonymous_id, event, time_ms, &properties)?
+                        .len()
+                }
+                Step::Alias => {
+                    let MessageKind::Alias { previous_id } = &message.kind else {
+                        return Err(EngineError::Internal("alias step for another message"));
+                    };
+                    self.alias(user_id.unwrap_or_default(), previous_id)?.len()
+                }
+            };
+            if let Some(message_id) = &message.message_id {
+                self.remember_message(message_id);
+            }
+            outcome.changes += changes;
+            outcome.applied += 1;
+        }
+        self.counters
+            .messages_applied
+            .fetch_add(outcome.applied as u64, Ordering::Relaxed);
+        self.counters
+            .messages_duplicate
+            .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
+        self.counters
+            .messages_suppressed
+            .fetch_add(outcome.suppressed as u64, Ordering::Relaxed);
+        self.counters
+            .membership_changes
+            .fetch_add(outcome.changes as u64, Ordering::Relaxed);
+        Ok(outcome)
+    }
+
+    /// Records a message id; false when it was seen within the window.
+    pub(super) fn remember_message(&self, message_id: &str) -> bool {
+        let mut seen = self.seen_messages.lock();
+        let (set, order) = &mut *seen;
+        if set.contains(message_id) {
+            return false;
+        }
+        let key: Box<str> = message_id.into();
+        set.insert(key.clone());
+        order.push_back(key);
+        if order.len() > DEDUP_WINDOW_MESSAGES {
+            if let Some(oldest) = order.pop_front() {
+                set.remove(&oldest);
+            }
+        }
+        true
+    }
+
+    /// Sets traits on the profile known by `user_id` / `anonymous_id` (created when
+    /// new) and re-evaluates the segments that read them. Returns membership changes.
+    pub fn identify(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        traits: &serde_json::Map<String, Value>,
+    ) -> Result<(ProfileRef, Vec<MembershipChange>), EngineError> {
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(EngineError::MissingIdentifier);
+        }
+        for identifier in user_id.iter().chain(anonymous_id.iter()) {
+            Self::check_identifier(identifier)?;
+        }
+        let prepared = self.prepare_traits(traits, &mut Default::default())?;
+        self.identify_prepared(user_id, anonymous_id, &prepared)
+    }
+
+    /// [`Engine::identify`] with the traits already prepared against the schema.
+    pub(super) fn identify_prepared(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        prepared: &PreparedTraits,
+    ) -> Result<(ProfileRef, Vec<MembershipChange>), EngineError> {
+        if self.apply_schema(prepared) {
+            self.recompile_all();
+        }
+        let mut keys: Vec<String> = user_id
+            .map(|id| format!("u:{id}"))
+            .into_iter()
+            .chain(anonymous_id.map(|id| format!("a:{id}")))
+            .collect();
+        // Configured identity traits (e.g. email) identify the profile too.
+        let identity_keys: Vec<String> = prepared
+            .assignments
+            .iter()
+            .filter(|(name, _, _)| self.options.identity_traits.iter().any(|t| t == name))
+            .filter_map(|(name, _, value)| match value {
+                Some(TraitValue::String(text)) => Some(format!("t:{name}:{text}")),
+                _ => None,
+            })
+            .collect();
+        keys.extend(identity_keys.iter().cloned());
+        let registry = self.registry.read();
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
+        // An identity trait that changes value stops identifying the profile by the old one.
+        for name in &self.options.identity_traits {
+            let changes_value = prepared
+                .assignments
+                .iter()
+                .any(|(assigned, _, _)| assigned == name);
+            if !changes_value {
+                continue;
+            }
+            if let Some((column, _)) = self.schema.read().lookup(name) {
+                if let Some(old) = shard
+                    .column(column)
+                    .and_then(|c| c.get_str(profile.local.0))
+                {
+                    let old_key = format!("t:{name}:{old}");
+                    if !keys.contains(&old_key) {
+                        self.identities
+                            .remove_if(&identity_hash(&old_key), |_, owner| *owner == profile);
+                    }
+                }
+            }
+        }
+        self.register_keys(&keys, profile);
+        let schema = self.schema.read();
+        let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
+        for (name, trait_type, value) in &prepared.assignments {
+            let Some((column_id, column_type)) = schema.lookup(name) else {
+                continue; // removing a trait nobody ever had
+            };
+            let _ = trait_type;
+            match value {
+                Some(value) => shard
+                    .column_mut(column_id, column_type)
+                    .set(profile.local.0, value),
+                None => {
+                    if let Some(Some(column)) = shard.columns.get_mut(column_id.0 as usize) {
+                        column.clear(profile.local.0);
+                    }
+                }
+            }
+            touched.push(name);
+        }
+        drop(schema);
+        let affected: Vec<SegmentId> = if created {
+            registry.order().to_vec()
+        } else {
+            ordered_union(
+                &registry,
+                touched.iter().map(|name| registry.affected_by_trait(name)),
+            )
+        };
+        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        // Recorded under the shard lock so the log keeps each profile's order.
+        self.record(&changes, Cause::Event);
+        let mut all = recorded;
+        all.extend(changes);
+        Ok((profile, all))
+    }
+
+    /// Re-evaluates `segments` (in dependency order) for one profile.
+    pub(super) fn reevaluate(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        local: LocalId,
+        segments: &[SegmentId],
+    ) -> Vec<MembershipChange> {
+        let now_ms = self.clock.now_ms();
+        let mut changes = Vec::new();
+        for segment in segments {
+            let Some(definition) = registry.get(*segment) else {
+                continue;
+            };
+            let Some(condition) = definition.condition() else {
+                continue;
+            };
+            let member = matches(condition, shard, local, now_ms);
+            if condition.is_time_dependent() {
+                let due = next_change_after(condition, shard, local, now_ms);
+                shard.timers.schedule(local, *segment, due);
+            }
+            if shard.set_member(*segment, local, member) {
+                changes.push(MembershipChange {
+                    segment: *segment,
+                    segment_version: definition.version,
+                    profile: ProfileRef {
+                        shard: shard.id,
+                        local,
+                    },
+                    profile_id: shard.identities[local.0 as usize].external_id().into(),
+                    entered: member,
+                });
+            }
+        }
+        changes
+    }
+
+    /// Records an event performed at `time_ms` (event time; late and out-of-order events
+    /// count where their time puts them) by the profile known by `user_id` /
+    /// `anonymous_id` (created when new; both given and naming two profiles merges them),
+    /// and re-evaluates the segments that read this event. Returns membership changes.
+    pub fn track(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        event: &str,
+        time_ms: i64,
+        properties: &serde_json::Map<String, Value>,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        let prepared = crate::events::prepare_properties(properties)?;
+        self.track_prepared(user_id, anonymous_id, event, time_ms, &prepared)
+    }
+
+    /// [`Engine::track`] with the properties already flattened.
+    pub(super) fn track_prepared(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        event: &str,
+        time_ms: i64,
+        prepared: &PreparedProperties,
+    ) -> Result<Vec<MembershipChange>, EngineError> {
+        if user_id.is_none() && anonymous_id.is_none() {
+            return Err(EngineError::MissingIdentifier);
+        }
+        for identifier in user_id.iter().chain(anonymous_id.iter()) {
+            Self::check_identifier(identifier)?;
+        }
+        crate::events::check_event_name(event)?;
+        let keys: Vec<String> = user_id
+            .map(|id| format!("u:{id}"))
+            .into_iter()
+            .chain(anonymous_id.map(|id| format!("a:{id}")))
+            .collect();
+        let registry = self.registry.read();
+        // Refuse before creating anything when the shard's name tables are full.
+        if let Some(profile) = keys
+            .iter()
+            .find_map(|key| self.identities.get(&identity_hash(key)).map(|e| *e))
+        {
+            if !self.shards[profile.shard.0 as usize]
+                .read()
+                .events
+                .has_room_for(event, prepared)
+            {
+                return Err(EngineError::TooManyEventNames);
+            }
+        }
+        let Attached {
+            profile,
+            created,
+            mut shard,
+            recorded,
+        } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
+        self.register_keys(&keys, profile);
+        if !shard.events.has_room_for(event, prepared) {
+            // Only reachable for a profile created just now in a full shard.
+            let changes = if created {
+                self.remove_created(&registry, &mut shard, profile, &keys)
+            } else {
+                Vec::new()
+            };
+            self.record(&changes, Cause::Delete);
+            return Err(EngineError::TooManyEventNames);
+        }
+        let now_ms = self.clock.now_ms();
+        shard
+            .events
+            .insert(profile.local.0, event, time_ms, prepared, now_ms);
+        let affected: Vec<SegmentId> = if created {
+            registry.order().to_vec()
+        } else {
+            registry.affected_by_event(event).to_vec()
+        };
+        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        self.record(&changes, Cause::Event);
+        let mut all = recorded;
+        all.extend(changes);
+        Ok(all)
+    }
+
+    /// Undoes the creation of a profile whose first message could not be applied.
+    pub(super) fn remove_created(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        profile: ProfileRef,
+        keys: &[String],
+    ) -> Vec<MembershipChange> {
+        for key in keys {
+            self.identities
+                .remove_if(&identity_hash(key), |_, owner| *owner == profile);
+        }
+        let identity = shard.identities[profile.local.0 as usize].clone();
+        self.remove_for_merge(registry, shard, profile, &identity)
+    }
+}
