@@ -105,6 +105,24 @@ pub struct ServeArgs {
     /// new ones are shed with 503 [default: 268435456].
     #[arg(long, env = "SEGD_MAX_BODY_BYTES_IN_FLIGHT")]
     pub max_body_bytes_in_flight: Option<usize>,
+    /// Serve without any key on a non-loopback --listen address (refused otherwise).
+    #[arg(long, env = "SEGD_ALLOW_OPEN")]
+    pub allow_open: bool,
+    /// Host names an open server (no keys) also answers to, besides IP addresses and
+    /// localhost; repeatable.
+    #[arg(
+        long = "allowed-host",
+        env = "SEGD_ALLOWED_HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_host: Vec<String>,
+    /// Let webhooks deliver to loopback, private, link-local and metadata addresses.
+    #[arg(long, env = "SEGD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// PEM file of extra CA certificates trusted for https:// webhooks (besides the
+    /// built-in Mozilla roots).
+    #[arg(long, env = "SEGD_WEBHOOK_CA_FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// A string or a list of strings in TOML (`write_key = "k"` or `write_key = ["a", "b"]`).
@@ -148,6 +166,10 @@ pub struct FileConfig {
     pub header_timeout_ms: Option<u64>,
     pub idle_timeout_ms: Option<u64>,
     pub max_body_bytes_in_flight: Option<usize>,
+    pub allow_open: Option<bool>,
+    pub allowed_host: Option<OneOrMany>,
+    pub webhook_allow_private: Option<bool>,
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 /// When the write-ahead log is fsynced.
@@ -205,6 +227,10 @@ pub struct ServeConfig {
     pub demo_profiles: u64,
     pub demo_events_per_profile: usize,
     pub limits: Limits,
+    pub allow_open: bool,
+    pub allowed_hosts: Vec<String>,
+    pub webhook_allow_private: bool,
+    pub webhook_ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Error)]
@@ -316,6 +342,28 @@ impl ServeConfig {
                         message: "the same key is configured for two scopes; give each scope its own keys".into(),
                     });
                 }
+            }
+        }
+        let allow_open = args.allow_open || file.allow_open.unwrap_or(false);
+        if keys.none_configured() && !listen.ip().is_loopback() && !allow_open {
+            return Err(ConfigError::Invalid {
+                setting: "listen",
+                message: format!(
+                    "{listen} is reachable from other machines and no key is configured, so anyone could read and change all data; configure --write-key, --read-key and --admin-key, listen on 127.0.0.1, or pass --allow-open"
+                ),
+            });
+        }
+        let allowed_hosts = list(args.allowed_host, file.allowed_host);
+        for name in &allowed_hosts {
+            let valid = name.len() <= 253
+                && name
+                    .bytes()
+                    .all(|byte| byte.is_ascii_alphanumeric() || b"-.:[]".contains(&byte));
+            if !valid {
+                return Err(ConfigError::Invalid {
+                    setting: "allowed-host",
+                    message: format!("`{name}` is not a host name like segd.internal"),
+                });
             }
         }
         let identity_traits = list(args.identity_traits, file.identity_traits);
@@ -444,6 +492,11 @@ impl ServeConfig {
                 MAX_DEMO_EVENTS_PER_PROFILE,
             )?,
             limits,
+            allow_open,
+            allowed_hosts,
+            webhook_allow_private: args.webhook_allow_private
+                || file.webhook_allow_private.unwrap_or(false),
+            webhook_ca_file: args.webhook_ca_file.or(file.webhook_ca_file),
         })
     }
 
@@ -552,5 +605,49 @@ mod tests {
             WalFsync::Interval(Duration::from_millis(250))
         );
         assert!(toml::from_str::<FileConfig>("unknown_setting = 1").is_err());
+        assert!(reject(ServeArgs {
+            allowed_host: vec!["bad host/".into()],
+            ..Default::default()
+        }));
+    }
+
+    #[test]
+    fn open_server_only_on_loopback_unless_allowed() {
+        let merge = |listen: &str, allow_open: bool, keys: bool| {
+            ServeConfig::merge(
+                ServeArgs {
+                    listen: Some(listen.into()),
+                    allow_open,
+                    admin_key: if keys { vec!["ak".into()] } else { vec![] },
+                    ..Default::default()
+                },
+                FileConfig::default(),
+            )
+        };
+        let error = merge("0.0.0.0:7700", false, false).unwrap_err().to_string();
+        assert!(error.contains("--allow-open"), "{error}");
+        assert!(merge("[::]:7700", false, false).is_err());
+        assert!(merge("192.168.1.10:7700", false, false).is_err());
+        assert!(merge("0.0.0.0:7700", true, false).is_ok());
+        assert!(merge("0.0.0.0:7700", false, true).is_ok());
+        assert!(merge("127.0.0.1:7700", false, false).is_ok());
+        assert!(merge("[::1]:7700", false, false).is_ok());
+        let file: FileConfig = toml::from_str("listen = \"0.0.0.0:1\"\nallow_open = true").unwrap();
+        assert!(ServeConfig::merge(ServeArgs::default(), file).is_ok());
+    }
+
+    #[test]
+    fn debug_output_hides_keys() {
+        let config = ServeConfig::merge(
+            ServeArgs {
+                write_key: vec!["wk_secret_value".into()],
+                admin_key: vec!["ak_secret_value".into()],
+                ..Default::default()
+            },
+            FileConfig::default(),
+        )
+        .unwrap();
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("secret_value"), "{shown}");
     }
 }

@@ -9,7 +9,6 @@ use segd::config::WalFsync;
 use segd::config::{ServeArgs, ServeConfig};
 use segd::demo::{demo_segments, DemoGenerator};
 use segd::engine::{Engine, EngineOptions, RuleInput};
-use segd::http::auth::Scope;
 use segd::http::{self, ServiceOptions, ServiceState};
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseOptions};
@@ -139,6 +138,13 @@ fn load_demo_data(engine: &Engine, profiles: u64, events_per_profile: usize) -> 
 
 fn import(args: ImportArgs) -> ExitCode {
     use std::io::Write as _;
+    let _lock = match segd::persist::files::DataDirLock::acquire(&args.data_dir) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("segd import: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
     let options = DatabaseOptions {
         engine: EngineOptions {
             shards: args.shards.clamp(1, segd::config::MAX_SHARDS),
@@ -284,43 +290,64 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn warn_open_scopes(config: &ServeConfig) {
-    let open = config.keys.open_scopes();
-    if open.is_empty() {
+    let banner = "!".repeat(78);
+    if config.keys.none_configured() {
+        eprintln!("{banner}");
+        eprintln!(
+            "!! WARNING: segd is running OPEN (no keys) — anyone who can reach {} can read,",
+            config.listen
+        );
+        eprintln!(
+            "!! change and erase all data. Configure --write-key, --read-key and --admin-key"
+        );
+        eprintln!("!! (or SEGD_*_KEY) to close it.");
+        eprintln!("{banner}");
+        tracing::warn!("running without keys: every scope is open");
         return;
     }
-    let names: Vec<&str> = open.iter().map(|scope| scope.name()).collect();
-    let banner = "!".repeat(78);
-    eprintln!("{banner}");
-    eprintln!(
-        "!! WARNING: segd is running OPEN for: {} — anyone who can reach {} can use them.",
-        names.join(", "),
-        config.listen
-    );
-    eprintln!(
-        "!! Configure --write-key, --read-key and --admin-key (or SEGD_*_KEY) to close them."
-    );
-    eprintln!("{banner}");
-    tracing::warn!(open_scopes = ?names, "running without keys for some scopes");
+    for scope in config.keys.admin_only_scopes() {
+        eprintln!(
+            "note: no {} key is configured; {} endpoints accept only admin keys",
+            scope.name(),
+            scope.name()
+        );
+    }
 }
 
+/// Copy-paste examples. Keys are never printed (the banner lands in logs): the examples
+/// read them from environment variables the user sets.
 fn curl_examples(config: &ServeConfig, sample_user: &str) -> String {
     let base = format!("http://{}", config.listen);
-    let bearer = |scope: Scope, keys: &[String]| match keys.first() {
-        Some(key) if !config.keys.is_open(scope) => format!(" -H 'Authorization: Bearer {key}'"),
-        _ => String::new(),
+    let open = config.keys.none_configured();
+    let bearer = |variable: &str| {
+        if open {
+            String::new()
+        } else {
+            format!(" -H \"Authorization: Bearer ${variable}\"")
+        }
     };
-    let admin = bearer(Scope::Admin, &config.keys.admin);
-    let read = match config.keys.read.first() {
-        Some(key) => format!(" -H 'Authorization: Bearer {key}'"),
-        None => admin.clone(),
+    let admin = bearer("SEGD_ADMIN_KEY");
+    let read = if config.keys.read.is_empty() {
+        admin.clone()
+    } else {
+        bearer("SEGD_READ_KEY")
     };
-    let write = match config.keys.write.first() {
-        Some(key) => format!(" -u '{key}:'"),
-        None => String::new(),
+    let write = if open {
+        String::new()
+    } else if config.keys.write.is_empty() {
+        bearer("SEGD_ADMIN_KEY")
+    } else {
+        " -u \"$SEGD_WRITE_KEY:\"".to_string()
+    };
+    let keys_note = if open {
+        String::new()
+    } else {
+        "\n  # (set SEGD_ADMIN_KEY, SEGD_READ_KEY and SEGD_WRITE_KEY in your shell to your keys)"
+            .to_string()
     };
     format!(
         r#"
-segd is ready on {base}. Try:
+segd is ready on {base}. Try:{keys_note}
 
   # segments and their sizes
   curl -s {base}/v1/segments{admin}
@@ -364,6 +391,27 @@ const TICK_INTERVAL_MS: u64 = 250;
 
 async fn run(config: ServeConfig) -> ExitCode {
     warn_open_scopes(&config);
+    // One process per data directory; held until this function returns.
+    let _lock = match segd::persist::files::DataDirLock::acquire(&config.data_dir) {
+        Ok(lock) => lock,
+        Err(error) => {
+            eprintln!("segd serve: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let extra_roots = match &config.webhook_ca_file {
+        None => Vec::new(),
+        Some(path) => match std::fs::read(path)
+            .map_err(|error| error.to_string())
+            .and_then(|pem| http::webhooks::parse_pem_roots(&pem))
+        {
+            Ok(roots) => roots,
+            Err(error) => {
+                eprintln!("segd serve: --webhook-ca-file {}: {error}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+    };
     let fsync = match config.wal_fsync {
         WalFsync::Always => FsyncPolicy::Always,
         WalFsync::Interval(interval) => FsyncPolicy::IntervalMs(interval.as_millis() as u64),
@@ -407,6 +455,12 @@ async fn run(config: ServeConfig) -> ExitCode {
             limits: config.limits.clone(),
             snapshot: Some(Arc::new(DatabaseSnapshots(database.clone()))),
             database: Some(database.clone()),
+            allowed_hosts: config.allowed_hosts.clone(),
+            webhooks: http::webhooks::WebhookOptions {
+                allow_private: config.webhook_allow_private,
+                extra_roots,
+                ..http::webhooks::WebhookOptions::default()
+            },
             ..ServiceOptions::default()
         },
     );

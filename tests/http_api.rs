@@ -128,7 +128,18 @@ fn plan_is(plan: &str) -> Value {
 
 /// A router with profiles u1..u4 (plan pro for u1, u2) and a segment `pro` (id 1).
 async fn populated() -> (AppState, Router) {
-    let (state, router) = app();
+    // Webhooks in these tests deliver to loopback receivers.
+    let (state, router) = service(
+        ServiceOptions {
+            keys: keys(),
+            webhooks: segd::http::webhooks::WebhookOptions {
+                allow_private: true,
+                ..Default::default()
+            },
+            ..ServiceOptions::default()
+        },
+        engine_options(),
+    );
     for (user, plan) in [("u1", "pro"), ("u2", "pro"), ("u3", "free"), ("u4", "free")] {
         let answer = ingest(
             &router,
@@ -224,6 +235,19 @@ async fn ingest_rejects_bad_messages_with_field_paths() {
             .header(header::AUTHORIZATION, basic(WRITE))
             .header(header::CONTENT_TYPE, "application/xml")
             .body(Body::from("<x/>"))
+            .unwrap(),
+    )
+    .await;
+    // Ingest takes any Content-Type (as Segment's servers do); the body must be JSON.
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+    assert_eq!(answer.code(), "malformed_json");
+    // Admin bodies still must be declared JSON.
+    let answer = call(
+        &router,
+        Request::post("/v1/segments")
+            .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+            .header(header::CONTENT_TYPE, "text/plain")
+            .body(Body::from(r#"{"name": "x", "static": true}"#))
             .unwrap(),
     )
     .await;
@@ -1194,7 +1218,12 @@ async fn long_poll_reads_waits_and_reports_falling_behind() {
 async fn webhook_registration_is_validated() {
     let (_, router) = populated().await;
     for (body, path) in [
-        (json!({"url": "https://example.com/hook"}), "url"),
+        (json!({"url": "http://user:pw@127.0.0.1:9/x"}), "url"),
+        (json!({"url": "ftp://127.0.0.1:9/x"}), "url"),
+        (
+            json!({"url": "http://127.0.0.1:9/x", "secret": "s3cret"}),
+            "secret",
+        ),
         (json!({"url": "not a url"}), "url"),
         (json!({"url": "/relative"}), "url"),
         (
@@ -1206,11 +1235,11 @@ async fn webhook_registration_is_validated() {
             "segments[0]",
         ),
     ] {
-        let answer = read(&router, Method::POST, "/v1/webhooks", Some(body.clone())).await;
+        let answer = admin(&router, Method::POST, "/v1/webhooks", Some(body.clone())).await;
         assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
         assert_eq!(answer.json["error"]["path"], path, "{body}");
     }
-    let answer = read(
+    let answer = admin(
         &router,
         Method::POST,
         "/v1/webhooks",
@@ -1218,7 +1247,7 @@ async fn webhook_registration_is_validated() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    let answer = read(
+    let answer = admin(
         &router,
         Method::POST,
         "/v1/webhooks",
@@ -1226,34 +1255,37 @@ async fn webhook_registration_is_validated() {
     )
     .await;
     assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    assert_eq!(answer.json["secret"].as_str().unwrap().len(), 64);
+    assert!(answer.json["secret"]
+        .as_str()
+        .unwrap()
+        .starts_with("whsec_"));
     let id = answer.json["id"].as_u64().unwrap();
-    let answer = read(&router, Method::GET, "/v1/webhooks", None).await;
+    let answer = admin(&router, Method::GET, "/v1/webhooks", None).await;
     assert_eq!(answer.json["webhooks"][0]["segments"], json!([0]));
     assert!(
         answer.json["webhooks"][0].get("secret").is_none(),
         "secret shown only once"
     );
     assert_eq!(
-        read(&router, Method::GET, &format!("/v1/webhooks/{id}"), None)
+        admin(&router, Method::GET, &format!("/v1/webhooks/{id}"), None)
             .await
             .status,
         StatusCode::OK
     );
     assert_eq!(
-        read(&router, Method::DELETE, &format!("/v1/webhooks/{id}"), None)
+        admin(&router, Method::DELETE, &format!("/v1/webhooks/{id}"), None)
             .await
             .status,
         StatusCode::OK
     );
     assert_eq!(
-        read(&router, Method::GET, &format!("/v1/webhooks/{id}"), None)
+        admin(&router, Method::GET, &format!("/v1/webhooks/{id}"), None)
             .await
             .status,
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        read(&router, Method::DELETE, "/v1/webhooks/abc", None)
+        admin(&router, Method::DELETE, "/v1/webhooks/abc", None)
             .await
             .status,
         StatusCode::NOT_FOUND
@@ -1553,6 +1585,10 @@ async fn stream_webhook_and_batch_limits() {
                 max_sse_streams: 1,
                 ..Limits::default()
             },
+            webhooks: segd::http::webhooks::WebhookOptions {
+                allow_private: true,
+                ..Default::default()
+            },
             ..ServiceOptions::default()
         },
         engine_options(),
@@ -1626,4 +1662,46 @@ async fn stream_webhook_and_batch_limits() {
     .await;
     assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(answer.json["error"]["path"], "batch");
+}
+
+#[tokio::test]
+async fn an_open_server_answers_only_to_its_own_host_names() {
+    // DNS rebinding: a page on evil.example re-pointed at 127.0.0.1 sends its own Host.
+    let (_, router) = service(
+        ServiceOptions {
+            allowed_hosts: vec!["segd.internal".into()],
+            ..ServiceOptions::default()
+        },
+        engine_options(),
+    );
+    let with_host = |host: &str| {
+        Request::builder()
+            .uri("/v1/segments")
+            .header(header::HOST, host)
+            .body(Body::empty())
+            .unwrap()
+    };
+    for host in ["evil.example:7700", "localhost.evil.example"] {
+        let answer = call(&router, with_host(host)).await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{host}");
+        assert_eq!(answer.code(), "host_not_allowed");
+    }
+    for host in [
+        "127.0.0.1:7700",
+        "localhost:7700",
+        "[::1]:7700",
+        "segd.internal",
+    ] {
+        let answer = call(&router, with_host(host)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{host}: {}", answer.text);
+    }
+    // With keys the keys decide, whatever the Host.
+    let (_, router) = app();
+    let request = Request::builder()
+        .uri("/v1/segments")
+        .header(header::HOST, "evil.example")
+        .header(header::AUTHORIZATION, format!("Bearer {ADMIN}"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(call(&router, request).await.status, StatusCode::OK);
 }

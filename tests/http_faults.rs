@@ -90,7 +90,8 @@ async fn status_of(address: SocketAddr, path: &str) -> u16 {
         .unwrap();
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
         )
         .await
         .unwrap();
@@ -167,7 +168,7 @@ async fn slow_headers_and_idle_keep_alive_connections_are_closed() {
 
     // One request answered, then the connection sits idle.
     let mut kept = TcpStream::connect(server.address).await.unwrap();
-    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n")
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
         .await
         .unwrap();
     let mut answer = Vec::new();

@@ -17,6 +17,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::timeout;
 
+/// A Standard Webhooks secret (24 key bytes).
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
 struct Server {
@@ -180,6 +183,7 @@ async fn webhooks_deliver_signed_batches_and_retry_failures() {
         webhooks: WebhookOptions {
             retry_initial_ms: 20,
             retry_max_ms: 200,
+            allow_private: true,
             ..WebhookOptions::default()
         },
         ..ServiceOptions::default()
@@ -189,7 +193,7 @@ async fn webhooks_deliver_signed_batches_and_retry_failures() {
     plan_segment(&engine, "pro", "pro");
     plan_segment(&engine, "free", "free");
     let client = client();
-    let register = json!({"url": format!("http://{receiver_address}/hook"), "secret": "s3cret", "segments": ["pro"]});
+    let register = json!({"url": format!("http://{receiver_address}/hook"), "secret": SECRET, "segments": ["pro"]});
     let response = client
         .request(
             Request::post(format!("http://{}/v1/webhooks", server.address))
@@ -227,7 +231,7 @@ async fn webhooks_deliver_signed_batches_and_retry_failures() {
             .unwrap();
         assert_eq!(
             header,
-            signature("s3cret", time_ms, body),
+            signature(SECRET, time_ms, body),
             "signature verifies"
         );
         let payload: Value = serde_json::from_slice(body).unwrap();
@@ -313,6 +317,7 @@ async fn webhook_that_falls_behind_retention_says_so_and_resumes() {
             webhooks: WebhookOptions {
                 retry_initial_ms: 10,
                 retry_max_ms: 20,
+                allow_private: true,
                 ..WebhookOptions::default()
             },
             ..ServiceOptions::default()

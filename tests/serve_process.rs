@@ -297,12 +297,12 @@ fn imported_csv_is_served_after_restart() {
 #[test]
 fn webhook_registrations_survive_crash_and_restart() {
     let dir = data_dir("webhooks");
-    let server = Server::start(&dir, &[]);
+    let server = Server::start(&dir, &["--webhook-allow-private"]);
     for port in [9, 10] {
         let (status, body) = server.admin(
             "POST",
             "/v1/webhooks",
-            Some(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "secret": "s3cret"})),
+            Some(&json!({"url": format!("http://127.0.0.1:{port}/hook"), "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"})),
         );
         assert_eq!(status, 201, "{body}");
     }
@@ -313,7 +313,7 @@ fn webhook_registrations_survive_crash_and_restart() {
     crashed.child.kill().unwrap();
     crashed.child.wait().unwrap();
     drop(crashed);
-    let server = Server::start(&dir, &[]);
+    let server = Server::start(&dir, &["--webhook-allow-private"]);
     let (_, listed) = server.admin("GET", "/v1/webhooks", None);
     let text = listed.to_string();
     assert!(
@@ -328,7 +328,7 @@ fn webhook_registrations_survive_crash_and_restart() {
     );
     assert_eq!(created["id"], json!(3), "{created}");
     server.stop();
-    let server = Server::start(&dir, &[]);
+    let server = Server::start(&dir, &["--webhook-allow-private"]);
     let (_, listed) = server.admin("GET", "/v1/webhooks", None);
     assert_eq!(listed["webhooks"].as_array().unwrap().len(), 2, "{listed}");
     server.stop();

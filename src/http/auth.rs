@@ -1,17 +1,26 @@
 //! API keys and scopes.
 //!
 //! - ingest (`Scope::Write`): HTTP Basic with a write key as the username and an empty
-//!   password, the Segment convention;
+//!   password, the Segment convention; without an `Authorization` header (browsers'
+//!   `sendBeacon` cannot set one) the body's `writeKey` is checked instead;
 //! - reads (`Scope::Read`) and segment management/admin (`Scope::Admin`): `Authorization:
-//!   Bearer <key>`. An admin key also passes for reads.
+//!   Bearer <key>`. An admin key passes for every scope.
 //!
-//! A scope with no keys configured is open (the server warns about each at start-up);
-//! reads are open only when there are neither read nor admin keys. A request without a
-//! key, or with a key that matches nothing, is 401; a valid key of another scope is 403.
+//! Open (no key needed) only when no scope has a key: configuring any key closes every
+//! scope, so `--write-key` and `--read-key` without `--admin-key` leave admin usable by
+//! nobody rather than by everybody. A request without a key, or with a key that matches
+//! nothing, is 401; a valid key of another scope is 403.
+//!
+//! Comparison: the presented key and every configured key are hashed (SHA-256, so lengths
+//! do not show) and compared in constant time (`subtle`) against every key of every
+//! scope, whatever matches first, so timing reveals neither a key's prefix, its length,
+//! nor which scope it belongs to.
 
 use crate::http::error::ApiError;
 use axum::http::{header, HeaderMap, StatusCode};
 use base64::Engine as _;
+use sha2::{Digest, Sha256};
+use subtle::{Choice, ConstantTimeEq};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -38,28 +47,48 @@ impl Scope {
 pub const MAX_KEY_BYTES: usize = 256;
 
 /// Configured keys per scope.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Keys {
     pub write: Vec<String>,
     pub read: Vec<String>,
     pub admin: Vec<String>,
 }
 
-/// Compares without an early exit, so response timing does not reveal key prefixes.
-fn same(left: &[u8], right: &[u8]) -> bool {
-    if left.len() != right.len() {
-        return false;
+/// Never shows the keys themselves (configuration is logged with `{:?}`).
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Keys")
+            .field("write", &self.write.len())
+            .field("read", &self.read.len())
+            .field("admin", &self.admin.len())
+            .finish()
     }
-    left.iter()
-        .zip(right)
-        .fold(0u8, |difference, (a, b)| difference | (a ^ b))
-        == 0
 }
 
-fn holds(keys: &[String], presented: &str) -> bool {
-    keys.iter().fold(false, |found, key| {
-        found | same(key.as_bytes(), presented.as_bytes())
-    })
+/// Marks a write request that came without `Authorization`: its body's `writeKey`
+/// must be a write key (checked by the ingest body extractor).
+#[derive(Clone, Copy, Debug)]
+pub struct KeyInBody;
+
+#[cfg(test)]
+thread_local! {
+    /// Key comparisons made on this thread (tests check that every key is compared).
+    static COMPARISONS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Which scopes' keys `presented` matches, each comparison in constant time.
+fn matches(keys: &Keys, presented: &str) -> [bool; 3] {
+    let presented = Sha256::digest(presented.as_bytes());
+    let mut found = [Choice::from(0u8); 3];
+    for (slot, scope_keys) in [&keys.write, &keys.read, &keys.admin].iter().enumerate() {
+        for key in scope_keys.iter() {
+            #[cfg(test)]
+            COMPARISONS.with(|count| count.set(count.get() + 1));
+            found[slot] |= Sha256::digest(key.as_bytes()).ct_eq(&presented);
+        }
+    }
+    found.map(bool::from)
 }
 
 /// A key as presented in the `Authorization` header.
@@ -113,15 +142,61 @@ fn forbidden(scope: Scope) -> ApiError {
     )
 }
 
-impl Keys {
-    /// Whether a scope runs without keys.
-    pub fn is_open(&self, scope: Scope) -> bool {
-        match scope {
-            Scope::Public => true,
-            Scope::Write => self.write.is_empty(),
-            Scope::Read => self.read.is_empty() && self.admin.is_empty(),
-            Scope::Admin => self.admin.is_empty(),
+/// The host name of a `Host` header value: port and a trailing dot removed, lowercase.
+fn host_name(value: &str) -> String {
+    let value = value.trim();
+    let name = if let Some(rest) = value.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        match value.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|byte| byte.is_ascii_digit()) => name,
+            _ => value,
         }
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// Whether a request may reach an open server under its `Host`: an IP literal,
+/// `localhost`, or a configured name (`--allowed-host`), any port. A DNS-rebinding page
+/// reaches a local server under its own domain name, which is none of these. Requests
+/// without `Host` (not from a browser) pass.
+pub fn host_allowed(headers: &HeaderMap, allowed_hosts: &[String]) -> bool {
+    let Some(value) = headers.get(header::HOST) else {
+        return true;
+    };
+    let Ok(value) = value.to_str() else {
+        return false;
+    };
+    let name = host_name(value);
+    name.parse::<std::net::IpAddr>().is_ok()
+        || name == "localhost"
+        || allowed_hosts
+            .iter()
+            .any(|allowed| host_name(allowed) == name)
+}
+
+impl Keys {
+    /// Whether a scope runs without keys: only when no scope has a key.
+    pub fn is_open(&self, scope: Scope) -> bool {
+        scope == Scope::Public || self.none_configured()
+    }
+
+    /// No key at all: every scope is open.
+    pub fn none_configured(&self) -> bool {
+        self.write.is_empty() && self.read.is_empty() && self.admin.is_empty()
+    }
+
+    /// Scopes that have no key of their own while others do: only admin keys can use
+    /// them (the start-up banner says so).
+    pub fn admin_only_scopes(&self) -> Vec<Scope> {
+        if self.none_configured() {
+            return Vec::new();
+        }
+        [(Scope::Write, &self.write), (Scope::Read, &self.read)]
+            .into_iter()
+            .filter(|(_, keys)| keys.is_empty())
+            .map(|(scope, _)| scope)
+            .collect()
     }
 
     /// The scopes (of write, read, admin) that are open.
@@ -133,14 +208,54 @@ impl Keys {
     }
 
     fn scope_of(&self, key: &str) -> Option<Scope> {
-        if holds(&self.admin, key) {
+        let [write, read, admin] = matches(self, key);
+        if admin {
             Some(Scope::Admin)
-        } else if holds(&self.read, key) {
+        } else if read {
             Some(Scope::Read)
-        } else if holds(&self.write, key) {
+        } else if write {
             Some(Scope::Write)
         } else {
             None
+        }
+    }
+
+    /// Like [`Keys::check`], but a write request without `Authorization` passes with a
+    /// [`KeyInBody`] mark: its key is in the body, checked once the body is read.
+    pub fn check_or_defer(
+        &self,
+        scope: Scope,
+        headers: &HeaderMap,
+    ) -> Result<Option<KeyInBody>, ApiError> {
+        if scope == Scope::Write
+            && !self.is_open(scope)
+            && !headers.contains_key(header::AUTHORIZATION)
+        {
+            return Ok(Some(KeyInBody));
+        }
+        self.check(scope, headers).map(|()| None)
+    }
+
+    /// Checks the `writeKey` of an ingest body (sent without `Authorization`).
+    pub fn check_body_key(&self, body: &[u8]) -> Result<(), ApiError> {
+        /// Only `writeKey` is read; every other field is skipped without being built.
+        #[derive(serde::Deserialize)]
+        struct KeyOnly<'a> {
+            #[serde(rename = "writeKey", borrow, default)]
+            write_key: Option<std::borrow::Cow<'a, str>>,
+        }
+        let key = serde_json::from_slice::<KeyOnly<'_>>(body)
+            .ok()
+            .and_then(|body| body.write_key);
+        let Some(key) = key.as_deref() else {
+            return Err(unauthorized(
+                "missing write key: send HTTP Basic auth with the write key as the username and an empty password, or `writeKey` in the body",
+            ));
+        };
+        match self.scope_of(key) {
+            Some(Scope::Write | Scope::Admin) => Ok(()),
+            Some(_) => Err(forbidden(Scope::Write)),
+            None => Err(unauthorized("unknown key")),
         }
     }
 
@@ -169,8 +284,8 @@ impl Keys {
         };
         let allowed = match scope {
             Scope::Public => true,
-            // Write keys come as Basic (SDKs) or Bearer (scripts).
-            Scope::Write => found == Scope::Write,
+            // Write keys come as Basic (SDKs) or Bearer (scripts); admin keys pass too.
+            Scope::Write => matches!(found, Scope::Write | Scope::Admin),
             Scope::Read => matches!(found, Scope::Read | Scope::Admin) && how == Scope::Read,
             Scope::Admin => found == Scope::Admin && how == Scope::Read,
         };
@@ -251,14 +366,131 @@ mod tests {
     }
 
     #[test]
-    fn open_scopes() {
+    fn open_only_when_no_scope_has_a_key() {
+        // Write and read keys without an admin key: admin is closed, not open.
+        let no_admin = Keys {
+            write: vec!["wk".into()],
+            read: vec!["rk".into()],
+            ..Keys::default()
+        };
+        assert!(!no_admin.is_open(Scope::Admin));
+        assert_eq!(
+            no_admin
+                .check(Scope::Admin, &HeaderMap::new())
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            no_admin
+                .check(Scope::Admin, &headers("Bearer rk"))
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        // Only an admin key: write and read are closed too, and the admin key serves them.
         let only_admin = Keys {
             admin: vec!["ak".into()],
             ..Keys::default()
         };
-        assert_eq!(only_admin.open_scopes(), vec![Scope::Write]);
-        assert!(only_admin.check(Scope::Write, &HeaderMap::new()).is_ok());
+        assert!(only_admin.check(Scope::Write, &HeaderMap::new()).is_err());
         assert!(only_admin.check(Scope::Read, &HeaderMap::new()).is_err());
-        assert_eq!(Keys::default().open_scopes().len(), 3);
+        assert!(only_admin
+            .check(Scope::Write, &headers("Bearer ak"))
+            .is_ok());
+        assert_eq!(
+            only_admin.admin_only_scopes(),
+            vec![Scope::Write, Scope::Read]
+        );
+        assert!(Keys::default().is_open(Scope::Admin));
+        assert!(Keys::default()
+            .check(Scope::Admin, &HeaderMap::new())
+            .is_ok());
+    }
+
+    #[test]
+    fn every_key_of_every_scope_is_compared() {
+        let keys = Keys {
+            write: vec!["w1".into(), "w2".into()],
+            read: vec!["r1".into()],
+            admin: vec!["a1".into(), "a-much-longer-admin-key".into()],
+        };
+        for presented in ["a1", "w1", "r1", "nothing", "x"] {
+            COMPARISONS.with(|count| count.set(0));
+            let _ = keys.check(Scope::Read, &headers(&format!("Bearer {presented}")));
+            assert_eq!(
+                COMPARISONS.with(|count| count.get()),
+                5,
+                "`{presented}` was not compared against all five keys"
+            );
+        }
+    }
+
+    #[test]
+    fn write_key_in_the_body_without_authorization() {
+        let keys = keys();
+        assert!(keys
+            .check_or_defer(Scope::Write, &HeaderMap::new())
+            .unwrap()
+            .is_some());
+        // With a header, the header decides at once.
+        assert!(keys
+            .check_or_defer(Scope::Write, &headers("Bearer wk"))
+            .unwrap()
+            .is_none());
+        assert!(keys.check_or_defer(Scope::Read, &HeaderMap::new()).is_err());
+        assert!(keys.check_body_key(br#"{"writeKey": "wk"}"#).is_ok());
+        assert_eq!(
+            keys.check_body_key(br#"{"writeKey": "rk"}"#)
+                .unwrap_err()
+                .status,
+            StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            keys.check_body_key(br#"{"writeKey": "nope"}"#)
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            keys.check_body_key(br#"{"batch": []}"#).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+
+    #[test]
+    fn host_check_of_an_open_server() {
+        let host = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let names = vec!["segd.internal".to_string()];
+        for good in [
+            "127.0.0.1:7700",
+            "localhost:7700",
+            "LOCALHOST",
+            "[::1]:7700",
+            "10.0.0.5",
+            "segd.internal:7700",
+            "segd.internal.",
+        ] {
+            assert!(host_allowed(&host(good), &names), "{good}");
+        }
+        for bad in [
+            "evil.example:7700",
+            "localhost.evil.example",
+            "segd.internal.evil.example",
+            "127.0.0.1.nip.io:7700",
+        ] {
+            assert!(!host_allowed(&host(bad), &names), "{bad}");
+        }
+        assert!(host_allowed(&HeaderMap::new(), &names));
+    }
+
+    #[test]
+    fn debug_output_hides_keys() {
+        let shown = format!("{:?}", keys());
+        assert!(!shown.contains("wk") && !shown.contains("ak"), "{shown}");
     }
 }

@@ -6,6 +6,7 @@
 //! (gzip inflated, again bounded by `max_body_bytes`, so a gzip bomb stops at the limit)
 //! → JSON value or typed struct (serde_path_to_error names the failing field).
 
+use crate::http::auth::KeyInBody;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use axum::body::{Body, Bytes};
@@ -26,11 +27,16 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub enum Accept {
     /// `application/json` (or `application/*+json`).
     Json,
-    /// JSON, or `text/plain` as browsers' `sendBeacon` sends Segment payloads.
-    JsonOrBeacon,
+    /// Anything, or no `Content-Type` at all: ingest. The Segment and RudderStack SDKs
+    /// send JSON as `text/plain` (analytics.js, `sendBeacon`) or
+    /// `application/x-www-form-urlencoded` (rudder-sdk-node), and their servers accept it.
+    Any,
 }
 
 fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
+    if accept == Accept::Any {
+        return true;
+    }
     let Some(value) = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -43,9 +49,8 @@ fn content_type_ok(headers: &HeaderMap, accept: Accept) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    let json = essence == "application/json"
-        || (essence.starts_with("application/") && essence.ends_with("+json"));
-    json || (accept == Accept::JsonOrBeacon && essence == "text/plain")
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// The bytes of request bodies held at once, across all requests: each request takes
@@ -97,6 +102,10 @@ impl BodyBudget {
         Ok(())
     }
 }
+
+/// The gzip magic bytes: a JSON body never starts with them, so a gzip body sent without
+/// `Content-Encoding` (some SDK versions and proxies do) is still recognised.
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 fn too_large(limit: usize, what: &str) -> ApiError {
     ApiError::new(
@@ -174,9 +183,10 @@ pub async fn read_body_charged(
         .get(header::CONTENT_ENCODING)
         .and_then(|v| v.to_str().ok())
         .map(|v| v.trim().to_ascii_lowercase());
+    let unlabelled_gzip = accept == Accept::Any && raw.starts_with(&GZIP_MAGIC);
     match encoding.as_deref() {
-        None | Some("") | Some("identity") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => {
+        None | Some("") | Some("identity") if !unlabelled_gzip => Ok(raw),
+        None | Some("") | Some("identity") | Some("gzip") | Some("x-gzip") => {
             let mut decoded = Vec::new();
             let mut decoder = flate2::read::MultiGzDecoder::new(&raw[..]);
             let mut chunk = vec![0u8; 64 * 1024];
@@ -184,7 +194,7 @@ pub async fn read_body_charged(
                 let read = decoder.read(&mut chunk).map_err(|_| {
                     ApiError::bad_request(
                         "bad_gzip",
-                        "the body says `Content-Encoding: gzip` but is not valid gzip",
+                        "the body is labelled or starts like gzip but is not valid gzip",
                     )
                 })?;
                 if read == 0 {
@@ -253,8 +263,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// An ingest body's bytes (JSON or beacon `text/plain`, gzip inflated), still charged
-/// to the body budget while held; parse with [`crate::ingest::body`].
+/// An ingest body's bytes (any or no content type; gzip by header or magic bytes,
+/// inflated), still charged to the body budget while held; parse with
+/// [`crate::ingest::body`].
 #[derive(Debug)]
 pub struct IngestBody {
     pub bytes: Bytes,
@@ -270,12 +281,17 @@ impl FromRequest<AppState> for IngestBody {
         let bytes = read_body_charged(
             &parts.headers,
             body,
-            Accept::JsonOrBeacon,
+            Accept::Any,
             state.limits.max_body_bytes,
             &state.body_budget,
             &mut charge,
         )
         .await?;
+        // No Authorization header (sendBeacon cannot set one): the write key is the
+        // body's `writeKey`, checked like a Basic username.
+        if parts.extensions.get::<KeyInBody>().is_some() {
+            state.keys.check_body_key(&bytes)?;
+        }
         Ok(IngestBody { bytes, charge })
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 /// Ingest endpoints: message type (or `batch`) and summary.
-pub const MESSAGE_ROUTES: [(&str, &str); 7] = [
+pub const MESSAGE_ROUTES: [(&str, &str); 8] = [
     ("identify", "Segment identify: set traits on a profile"),
     ("track", "Segment track: record an event"),
     ("page", "Segment page view (an event named `page`)"),
@@ -31,6 +31,10 @@ pub const MESSAGE_ROUTES: [(&str, &str); 7] = [
     (
         "batch",
         "Segment batch: many messages, validated whole before any is applied",
+    ),
+    (
+        "b",
+        "analytics.js batching endpoint: the same as batch (writeKey may be in the body)",
     ),
 ];
 
@@ -49,6 +53,8 @@ pub fn route_path(kind: &str, prefixed: bool) -> &'static str {
         ("group", false) => "/group",
         ("alias", true) => "/v1/alias",
         ("alias", false) => "/alias",
+        ("b", true) => "/v1/b",
+        ("b", false) => "/b",
         (_, true) => "/v1/batch",
         (_, false) => "/batch",
     }
@@ -65,7 +71,7 @@ pub fn handler_for(kind: &'static str) -> MethodRouter<AppState> {
 
 async fn accept(state: &AppState, body: &[u8], kind: &str) -> ApiResult<Json<Value>> {
     // Limits are checked while parsing (see `ingest::body`), not after building a tree.
-    let messages = if kind == "batch" {
+    let messages = if kind == "batch" || kind == "b" {
         parse_batch_body(body)?
     } else {
         vec![parse_message_body(body, kind)?]

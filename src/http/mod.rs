@@ -93,6 +93,8 @@ pub struct ServiceOptions {
     /// When set, every mutation is written to its WAL before it is acknowledged (see
     /// [`ServiceState::write`]).
     pub database: Option<Arc<crate::persist::Database>>,
+    /// Host names (besides IP literals and `localhost`) an open server answers to.
+    pub allowed_hosts: Vec<String>,
     /// Test hook: called by the applier thread before each mutation.
     pub apply_hook: Option<crate::write::ApplyHook>,
 }
@@ -106,6 +108,7 @@ pub struct ServiceState {
     pub webhooks: webhooks::Webhooks,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
     pub database: Option<Arc<crate::persist::Database>>,
+    pub allowed_hosts: Vec<String>,
     writes: WritePath,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
@@ -154,6 +157,7 @@ impl ServiceState {
             metrics,
             snapshot: options.snapshot,
             database: options.database,
+            allowed_hosts: options.allowed_hosts,
             writes,
             ready: AtomicBool::new(true),
             shutdown,
@@ -453,30 +457,37 @@ pub fn route_table() -> Vec<Route> {
         route(
             Method::POST,
             "/v1/webhooks",
-            Scope::Read,
+            Scope::Admin,
             "Register a webhook for membership changes",
             post(webhooks::register),
         ),
         route(
             Method::GET,
             "/v1/webhooks",
-            Scope::Read,
+            Scope::Admin,
             "List webhooks with their delivery status",
             get(webhooks::list),
         ),
         route(
             Method::GET,
             "/v1/webhooks/{id}",
-            Scope::Read,
+            Scope::Admin,
             "One webhook with its delivery status",
             get(webhooks::get_one),
         ),
         route(
             Method::DELETE,
             "/v1/webhooks/{id}",
-            Scope::Read,
+            Scope::Admin,
             "Delete a webhook",
             delete(webhooks::remove),
+        ),
+        route(
+            Method::POST,
+            "/v1/webhooks/{id}/rotate-secret",
+            Scope::Admin,
+            "Replace a webhook's secret (the old one keeps signing for a while)",
+            post(webhooks::rotate_secret),
         ),
     ]);
     routes
@@ -487,8 +498,24 @@ async fn check_scope(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.keys.check(scope, request.headers()) {
-        Ok(()) => next.run(request).await,
+    // An open server answers only to its own names: a DNS-rebinding page cannot use it.
+    if state.keys.none_configured() && !auth::host_allowed(request.headers(), &state.allowed_hosts)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "host_not_allowed",
+            "this server has no keys and answers only to IP addresses, localhost and --allowed-host names",
+        )
+        .into_response();
+    }
+    let mut request = request;
+    match state.keys.check_or_defer(scope, request.headers()) {
+        Ok(deferred) => {
+            if let Some(mark) = deferred {
+                request.extensions_mut().insert(mark);
+            }
+            next.run(request).await
+        }
         Err(error) => error.into_response(),
     }
 }

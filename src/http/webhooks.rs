@@ -12,9 +12,17 @@
 //! changes a webhook has not delivered, the webhook records it (`fell_behind` in its
 //! status and in metrics) and continues from the oldest change still held.
 //!
-//! Signature: header `X-Segd-Signature: t=<unix ms>,v1=<hex HMAC-SHA256(secret,
-//! "<t>.<body>")>`; the receiver recomputes it over the raw body with the secret returned
-//! when the webhook was registered, and should reject old `t` values to stop replays.
+//! Registration (admin keys only) checks the destination (see [`destination`]), and every
+//! attempt checks it again. Headers: Standard Webhooks `webhook-id` (stable across the
+//! retries of one delivery), `webhook-timestamp` and `webhook-signature` (see
+//! [`signing`]), plus the deprecated `X-Segd-Signature` for one more release.
+//!
+//! Registration changes (register, delete, secret rotation) are one atomic step under
+//! the registry lock: change the in-memory list, write the whole list to the WAL, and undo
+//! the change if the write fails, so the list persisted last is always the list in memory.
+
+pub mod destination;
+pub mod signing;
 
 use crate::engine::Engine;
 use crate::http::body::{JsonBody, PathParams};
@@ -27,12 +35,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use hmac::{Hmac, Mac};
 use http_body_util::Full;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,10 +49,19 @@ use tokio::sync::watch;
 pub const MAX_WEBHOOKS: usize = 100;
 /// Longest webhook URL, in bytes.
 pub const MAX_URL_BYTES: usize = 2_048;
-/// Longest secret, in bytes.
-pub const MAX_SECRET_BYTES: usize = 256;
-/// The signature header.
+/// Most previous secrets kept signing at once (rotations in a row).
+pub const MAX_PREVIOUS_SECRETS: usize = 4;
+/// Most segments in one webhook's `segments` filter.
+pub const MAX_FILTER_SEGMENTS: usize = 256;
+/// Longest a previous secret stays valid after a rotation, in seconds (7 days).
+pub const MAX_PREVIOUS_SECRET_S: u64 = 7 * 86_400;
+/// How long a previous secret stays valid after a rotation by default (24 hours).
+pub const DEFAULT_PREVIOUS_SECRET_S: u64 = 86_400;
+/// The deprecated signature header (one more release).
 pub const SIGNATURE_HEADER: &str = "x-segd-signature";
+
+pub use destination::{check_ip, parse_pem_roots};
+pub use signing::{signature, standard_signature};
 
 /// Delivery tuning.
 #[derive(Clone, Debug)]
@@ -59,6 +74,11 @@ pub struct WebhookOptions {
     pub retry_max_ms: u64,
     /// Time allowed for one delivery attempt.
     pub attempt_timeout_ms: u64,
+    /// Deliver to loopback, private, link-local and metadata addresses too
+    /// (`--webhook-allow-private`; tests and single-machine setups).
+    pub allow_private: bool,
+    /// CA certificates trusted for `https://` besides Mozilla's roots.
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
 }
 
 impl Default for WebhookOptions {
@@ -68,6 +88,8 @@ impl Default for WebhookOptions {
             retry_initial_ms: 500,
             retry_max_ms: 60_000,
             attempt_timeout_ms: 10_000,
+            allow_private: false,
+            extra_roots: Vec::new(),
         }
     }
 }
@@ -87,12 +109,41 @@ pub struct DeliveryStatus {
     pub fell_behind: u64,
 }
 
+/// A secret replaced by a rotation, still signing until it expires.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PreviousSecret {
+    pub secret: String,
+    pub expires_ms: i64,
+}
+
+/// A webhook's secrets: the current one and those still valid after rotations.
+#[derive(Clone, Debug)]
+struct Secrets {
+    current: String,
+    previous: Vec<PreviousSecret>,
+}
+
+impl Secrets {
+    /// The secrets that sign at `now_ms`, newest first.
+    fn signing(&self, now_ms: i64) -> Vec<String> {
+        std::iter::once(self.current.clone())
+            .chain(
+                self.previous
+                    .iter()
+                    .rev()
+                    .filter(|previous| previous.expires_ms > now_ms)
+                    .map(|previous| previous.secret.clone()),
+            )
+            .collect()
+    }
+}
+
 struct Webhook {
     id: u64,
     url: String,
     uri: axum::http::Uri,
     segments: Option<Vec<u32>>,
-    secret: String,
+    secrets: Mutex<Secrets>,
     created_ms: i64,
     status: Mutex<DeliveryStatus>,
     stop: watch::Sender<bool>,
@@ -110,10 +161,7 @@ impl Webhook {
     }
 }
 
-type Client = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Full<Bytes>,
->;
+use destination::Client;
 
 /// The registered webhooks and their workers.
 pub struct Webhooks {
@@ -121,6 +169,8 @@ pub struct Webhooks {
     metrics: Arc<Metrics>,
     options: WebhookOptions,
     hooks: Mutex<BTreeMap<u64, Arc<Webhook>>>,
+    /// Held across a registration change and its WAL write (see the module doc).
+    registry: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
     client: Client,
@@ -137,6 +187,9 @@ pub struct PersistedWebhook {
     pub url: String,
     pub segments: Option<Vec<u32>>,
     pub secret: String,
+    /// Secrets replaced by rotations that still sign until they expire.
+    #[serde(default)]
+    pub previous_secrets: Vec<PreviousSecret>,
     pub created_ms: i64,
     pub delivered_through: u64,
 }
@@ -148,26 +201,6 @@ pub struct PersistedWebhooks {
     pub webhooks: Vec<PersistedWebhook>,
 }
 
-/// `t=<ms>,v1=<hex hmac>` for a body.
-pub fn signature(secret: &str, timestamp_ms: i64, body: &[u8]) -> String {
-    let mut mac =
-        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
-    mac.update(timestamp_ms.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("t={timestamp_ms},v1={hex}")
-}
-
-fn random_secret() -> String {
-    use rand::Rng;
-    let mut rng = rand::thread_rng();
-    (0..32)
-        .map(|_| format!("{:02x}", rng.gen::<u8>()))
-        .collect()
-}
-
 impl Webhooks {
     pub fn new(
         engine: Arc<Engine>,
@@ -175,14 +208,13 @@ impl Webhooks {
         options: WebhookOptions,
         shutdown: watch::Receiver<bool>,
     ) -> Webhooks {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http();
+        let client = destination::client(options.allow_private, &options.extra_roots);
         Webhooks {
             engine,
             metrics,
             options,
             hooks: Mutex::new(BTreeMap::new()),
+            registry: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             shutdown,
             client,
@@ -197,13 +229,17 @@ impl Webhooks {
                 .hooks
                 .lock()
                 .values()
-                .map(|hook| PersistedWebhook {
-                    id: hook.id,
-                    url: hook.url.clone(),
-                    segments: hook.segments.clone(),
-                    secret: hook.secret.clone(),
-                    created_ms: hook.created_ms,
-                    delivered_through: hook.status.lock().delivered_through,
+                .map(|hook| {
+                    let secrets = hook.secrets.lock().clone();
+                    PersistedWebhook {
+                        id: hook.id,
+                        url: hook.url.clone(),
+                        segments: hook.segments.clone(),
+                        secret: secrets.current,
+                        previous_secrets: secrets.previous,
+                        created_ms: hook.created_ms,
+                        delivered_through: hook.status.lock().delivered_through,
+                    }
                 })
                 .collect(),
         }
@@ -215,7 +251,7 @@ impl Webhooks {
         self.next_id
             .fetch_max(persisted.next_id.max(1), Ordering::Relaxed);
         for saved in persisted.webhooks {
-            let Ok(uri) = saved.url.parse::<axum::http::Uri>() else {
+            let Ok(uri) = destination::parse_url(&saved.url) else {
                 tracing::error!(
                     id = saved.id,
                     "persisted webhook has an invalid url; skipped"
@@ -228,7 +264,10 @@ impl Webhooks {
                 url: saved.url,
                 uri,
                 segments: saved.segments,
-                secret: saved.secret,
+                secrets: Mutex::new(Secrets {
+                    current: saved.secret,
+                    previous: saved.previous_secrets,
+                }),
                 created_ms: saved.created_ms,
                 status: Mutex::new(DeliveryStatus {
                     delivered_through: saved.delivered_through,
@@ -302,12 +341,19 @@ impl Webhooks {
                     .collect();
                 if !changes.is_empty() {
                     let body = json!({ "webhook_id": hook.id, "changes": changes }).to_string();
+                    // One id per delivery, the same for each retry, derived from what it
+                    // carries so a restart that resends it resends the same id.
+                    let delivery_id = format!(
+                        "msg_{}_{}_{}",
+                        hook.id,
+                        changes.first().map_or(0, |change| change.sequence),
+                        changes.last().map_or(0, |change| change.sequence)
+                    );
                     let mut attempt: u32 = 0;
                     loop {
                         attempt += 1;
                         let outcome =
-                            deliver(&client, &hook, &body, attempt, options.attempt_timeout_ms)
-                                .await;
+                            deliver(&client, &hook, &delivery_id, &body, attempt, &options).await;
                         let now_ms = engine.now_ms();
                         match outcome {
                             Ok(()) => {
@@ -359,30 +405,58 @@ impl Webhooks {
 async fn deliver(
     client: &Client,
     hook: &Webhook,
+    delivery_id: &str,
     body: &str,
     attempt: u32,
-    timeout_ms: u64,
+    options: &WebhookOptions,
 ) -> Result<(), String> {
+    // Checked at every attempt: IP literals here, names by the client's resolver.
+    destination::check_literal(&hook.uri, options.allow_private)?;
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_millis() as i64);
+    let secrets = hook.secrets.lock().signing(now_ms);
     let request = axum::http::Request::post(hook.uri.clone())
         .header("content-type", "application/json")
         .header("user-agent", concat!("segd/", env!("CARGO_PKG_VERSION")))
+        .header("webhook-id", delivery_id)
+        .header("webhook-timestamp", (now_ms / 1_000).to_string())
+        .header(
+            "webhook-signature",
+            standard_signature(
+                secrets.iter().map(String::as_str),
+                delivery_id,
+                now_ms / 1_000,
+                body.as_bytes(),
+            ),
+        )
         .header(
             SIGNATURE_HEADER,
-            signature(&hook.secret, now_ms, body.as_bytes()),
+            signature(&secrets[0], now_ms, body.as_bytes()),
         )
         .header("x-segd-webhook-id", hook.id.to_string())
         .header("x-segd-delivery-attempt", attempt.to_string())
         .body(Full::new(Bytes::from(body.to_string())))
         .map_err(|error| format!("could not build the request: {error}"))?;
+    let timeout_ms = options.attempt_timeout_ms;
     match tokio::time::timeout(Duration::from_millis(timeout_ms), client.request(request)).await {
         Err(_) => Err(format!("no answer within {timeout_ms} ms")),
-        Ok(Err(error)) => Err(format!("connection failed: {error}")),
+        Ok(Err(error)) => Err(format!("connection failed: {}", error_chain(&error))),
         Ok(Ok(response)) if response.status().is_success() => Ok(()),
         Ok(Ok(response)) => Err(format!("answered {}", response.status().as_u16())),
     }
+}
+
+/// An error with its causes (the refusal of a private address is a cause).
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 #[derive(Debug, Deserialize)]
@@ -410,34 +484,26 @@ pub async fn register(
             format!("url is longer than {MAX_URL_BYTES} bytes"),
         ));
     }
-    let uri: axum::http::Uri = body
-        .url
-        .parse()
-        .map_err(|_| ApiError::invalid_field("url", "url is not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("http") if uri.host().is_some() => {}
-        Some("https") => {
-            return Err(ApiError::invalid_field(
-                "url",
-                "https webhooks are not supported by this build; deliver to http:// behind a TLS-terminating proxy",
-            ))
+    let uri = destination::parse_url(&body.url)
+        .map_err(|message| ApiError::invalid_field("url", message))?;
+    let secret = match body.secret {
+        Some(secret) => {
+            signing::check_secret(&secret)
+                .map_err(|message| ApiError::invalid_field("secret", message))?;
+            secret
         }
-        _ => {
-            return Err(ApiError::invalid_field(
-                "url",
-                "url must be absolute, like http://host:port/path",
-            ))
-        }
-    }
-    let secret = body.secret.unwrap_or_else(random_secret);
-    if secret.is_empty() || secret.len() > MAX_SECRET_BYTES {
-        return Err(ApiError::invalid_field(
-            "secret",
-            format!("secret must be 1 to {MAX_SECRET_BYTES} bytes"),
-        ));
-    }
+        None => signing::generate_secret(),
+    };
     let segments = match body.segments {
         None => None,
+        Some(list) if list.len() > MAX_FILTER_SEGMENTS => {
+            return Err(ApiError::invalid_field(
+                "segments",
+                format!(
+                    "at most {MAX_FILTER_SEGMENTS} segments per webhook; omit `segments` for all"
+                ),
+            ))
+        }
         Some(list) => {
             let mut ids = Vec::with_capacity(list.len());
             for (index, segment) in list.iter().enumerate() {
@@ -453,10 +519,16 @@ pub async fn register(
                 };
                 ids.push(resolve_segment(&state.engine, &name)?.0);
             }
+            ids.sort_unstable();
+            ids.dedup();
             Some(ids)
         }
     };
     let webhooks = &state.webhooks;
+    destination::check_destination(&uri, webhooks.options.allow_private)
+        .await
+        .map_err(|message| ApiError::invalid_field("url", message))?;
+    let _registry = webhooks.registry.lock().await;
     let head = state.engine.changes().head();
     let hook = {
         let mut hooks = webhooks.hooks.lock();
@@ -474,7 +546,10 @@ pub async fn register(
             url: body.url,
             uri,
             segments,
-            secret: secret.clone(),
+            secrets: Mutex::new(Secrets {
+                current: secret.clone(),
+                previous: Vec::new(),
+            }),
             created_ms: state.engine.now_ms(),
             status: Mutex::new(DeliveryStatus {
                 delivered_through: body.after.unwrap_or(head).min(head),
@@ -497,8 +572,9 @@ pub async fn register(
 }
 
 /// Writes the registration change to the WAL (record: what changed plus the whole
-/// registration list; the list is also the state kept in snapshots). Without
-/// persistence this does nothing.
+/// registration list; the list is also the state kept in snapshots). The caller holds
+/// the registry lock from its in-memory change until this returns. Without persistence
+/// this does nothing.
 async fn persist_registrations(state: &AppState, change: Value) -> Result<(), ApiError> {
     let Some(database) = state.database.clone() else {
         return Ok(());
@@ -567,6 +643,7 @@ pub async fn remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
+    let _registry = state.webhooks.registry.lock().await;
     let hook = find(&state, &id)?;
     state.webhooks.hooks.lock().remove(&hook.id);
     if let Err(error) = persist_registrations(&state, json!({"deleted": hook.id})).await {
@@ -577,17 +654,71 @@ pub async fn remove(
     Ok(Json(json!({ "deleted": true, "id": hook.id })))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret; generated when absent.
+    #[serde(default)]
+    secret: Option<String>,
+    /// Seconds the replaced secret keeps signing (default one day).
+    #[serde(default)]
+    previous_valid_s: Option<u64>,
+}
 
-    #[test]
-    fn signature_is_hmac_sha256_of_time_dot_body() {
-        // Reference: Python `hmac.new(b"secret", b"1.{}", hashlib.sha256).hexdigest()`.
-        assert_eq!(
-            signature("secret", 1, b"{}"),
-            "t=1,v1=1122767b193110cfec322b6f199b599edbf608ed087f2d27afb0b97d99523908"
-        );
-        assert_ne!(signature("secret", 1, b"{}"), signature("other", 1, b"{}"));
+/// `POST /v1/webhooks/{id}/rotate-secret`: a new secret signs from now on; the replaced
+/// one keeps signing beside it for `previous_valid_s`, so receivers can switch over.
+pub async fn rotate_secret(
+    State(state): State<AppState>,
+    PathParams(id): PathParams<String>,
+    JsonBody(body): JsonBody<RotateSecret>,
+) -> ApiResult<Json<Value>> {
+    let previous_valid_s = body.previous_valid_s.unwrap_or(DEFAULT_PREVIOUS_SECRET_S);
+    if previous_valid_s > MAX_PREVIOUS_SECRET_S {
+        return Err(ApiError::invalid_field(
+            "previous_valid_s",
+            format!("previous_valid_s is at most {MAX_PREVIOUS_SECRET_S} (7 days)"),
+        ));
     }
+    let secret = match body.secret {
+        Some(secret) => {
+            signing::check_secret(&secret)
+                .map_err(|message| ApiError::invalid_field("secret", message))?;
+            secret
+        }
+        None => signing::generate_secret(),
+    };
+    let _registry = state.webhooks.registry.lock().await;
+    let hook = find(&state, &id)?;
+    let now_ms = state.engine.now_ms();
+    let before = hook.secrets.lock().clone();
+    {
+        let mut secrets = hook.secrets.lock();
+        let replaced = std::mem::replace(&mut secrets.current, secret.clone());
+        secrets
+            .previous
+            .retain(|previous| previous.expires_ms > now_ms);
+        secrets.previous.push(PreviousSecret {
+            secret: replaced,
+            expires_ms: now_ms.saturating_add(previous_valid_s as i64 * 1_000),
+        });
+        // Bounded: a burst of rotations keeps only the newest few.
+        let excess = secrets.previous.len().saturating_sub(MAX_PREVIOUS_SECRETS);
+        secrets.previous.drain(..excess);
+    }
+    if let Err(error) = persist_registrations(&state, json!({"rotated": hook.id})).await {
+        *hook.secrets.lock() = before;
+        return Err(error);
+    }
+    let previous: Vec<i64> = hook
+        .secrets
+        .lock()
+        .previous
+        .iter()
+        .map(|previous| previous.expires_ms)
+        .collect();
+    Ok(Json(json!({
+        "id": hook.id,
+        "secret": secret,
+        "previous_secrets_expire_ms": previous,
+    })))
 }

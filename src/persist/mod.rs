@@ -16,6 +16,7 @@
 
 pub mod erased_scan;
 pub mod erasure;
+pub mod files;
 pub mod format;
 pub mod inspect;
 pub mod record;

@@ -121,7 +121,7 @@ pub(crate) fn recover(
     clock: Arc<ReplayClock>,
 ) -> Result<Recovered, PersistError> {
     let data_dir = &options.data_dir;
-    std::fs::create_dir_all(data_dir).map_err(io_error(data_dir))?;
+    crate::persist::files::create_private_dir_all(data_dir).map_err(io_error(data_dir))?;
     remove_temporary(data_dir).map_err(io_error(data_dir))?;
     let mut report = RecoveryReport::default();
     let started = Instant::now();

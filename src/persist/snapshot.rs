@@ -33,7 +33,6 @@ use crate::store::value::TraitType;
 use parking_lot::RwLock;
 use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -592,10 +591,12 @@ pub fn write_snapshot(data_dir: &Path, encoded: &EncodedSnapshot) -> std::io::Re
     if temporary.exists() {
         std::fs::remove_dir_all(&temporary)?;
     }
-    std::fs::create_dir_all(&temporary)?;
+    crate::persist::files::create_private_dir_all(&temporary)?;
     let write = |name: &str, kind: FileKind, sections: &[Section]| -> std::io::Result<()> {
-        let mut file =
-            std::io::BufWriter::with_capacity(1 << 20, File::create(temporary.join(name))?);
+        let mut file = std::io::BufWriter::with_capacity(
+            1 << 20,
+            crate::persist::files::create_private_file(&temporary.join(name))?,
+        );
         write_container(&mut file, kind, sections)?;
         file.into_inner()
             .map_err(|error| error.into_error())?

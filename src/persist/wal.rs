@@ -27,7 +27,7 @@
 use crate::persist::format::{damaged, FormatError};
 use parking_lot::{Condvar, Mutex};
 use std::fmt;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -351,7 +351,7 @@ impl Wal {
     /// Starts a new segment at `next_lsn` in `options.directory` (and, under
     /// `interval`, the syncer thread).
     pub fn open(options: WalOptions, next_lsn: u64) -> std::io::Result<Wal> {
-        std::fs::create_dir_all(&options.directory)?;
+        crate::persist::files::create_private_dir_all(&options.directory)?;
         let file = Arc::new(create_segment(&options.directory, next_lsn)?);
         let current: CurrentFile = Arc::new(Mutex::new(file.clone()));
         let shared = Arc::new(Shared {
@@ -611,11 +611,7 @@ fn create_segment(directory: &Path, first_lsn: u64) -> std::io::Result<File> {
     let path = directory.join(segment_name(first_lsn));
     // An existing file of this name holds no valid record (recovery cut it to the last
     // valid batch, and its first LSN is the next one to write), so it is emptied.
-    let file = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .open(&path)?;
+    let file = crate::persist::files::create_private_file(&path)?;
     sync_directory(directory)?;
     Ok(file)
 }
