@@ -18,3 +18,4 @@ pub mod mmap;
 pub mod persist;
 pub mod segment;
 pub mod store;
+pub mod write;

@@ -4,70 +4,6 @@
 use super::*;
 
 impl Engine {
-    /// Validates traits against the schema without changing anything.
-    pub(super) fn prepare_traits(
-        &self,
-        traits: &serde_json::Map<String, Value>,
-    ) -> Result<PreparedTraits, EngineError> {
-        let flattened = flatten_traits(traits)?;
-        let schema = self.schema.read();
-        let mut assignments = Vec::with_capacity(flattened.len());
-        let mut widen = Vec::new();
-        let mut new_names = 0;
-        for (name, value) in flattened {
-            let Some(value) = value else {
-                let trait_type = schema.lookup(&name).map_or(TraitType::String, |(_, t)| t);
-                assignments.push((name, trait_type, None));
-                continue;
-            };
-            match schema.lookup(&name) {
-                None => {
-                    new_names += 1;
-                    let trait_type = value.trait_type();
-                    assignments.push((name, trait_type, Some(value)));
-                }
-                Some((_, TraitType::Integer)) if matches!(value, TraitValue::Float(f) if f.fract() != 0.0) =>
-                {
-                    widen.push(name.clone());
-                    assignments.push((name, TraitType::Float, Some(value)));
-                }
-                Some((_, column_type)) => {
-                    let original = lookup_original(traits, &name);
-                    let coerced = match original {
-                        Some(original) => coerce_json(&name, original, value, column_type)?,
-                        None => crate::store::value::coerce(&name, value, column_type)?,
-                    };
-                    assignments.push((name, column_type, Some(coerced)));
-                }
-            }
-        }
-        if schema.len() + new_names > MAX_COLUMNS {
-            let name = assignments.first().map(|a| a.0.clone()).unwrap_or_default();
-            return Err(EngineError::TooManyTraits(name));
-        }
-        drop(schema);
-        // A widening must keep every stored integer exact.
-        for name in &widen {
-            let id = self.schema.read().lookup(name).map(|(id, _)| id);
-            if let Some(id) = id {
-                let largest = self
-                    .shards
-                    .iter()
-                    .filter_map(|shard| shard.read().column(id).map(|c| c.max_integer_magnitude()))
-                    .max()
-                    .unwrap_or(0);
-                if largest > 1 << 53 {
-                    return Err(ValueError::NumberOutOfRange {
-                        name: name.clone(),
-                        value: largest.to_string(),
-                    }
-                    .into());
-                }
-            }
-        }
-        Ok(PreparedTraits { assignments, widen })
-    }
-
     /// Creates columns and applies widenings; returns whether any column was new (so
     /// rules naming it are recompiled).
     pub(super) fn apply_schema(&self, prepared: &PreparedTraits) -> bool {
@@ -115,31 +51,73 @@ impl Engine {
         }
     }
 
-    /// Applies a batch of validated messages in order. Every message is checked first
-    /// (traits and properties against the schema, limits), so either the whole batch is
-    /// applied or nothing is. Duplicated `messageId`s within the de-duplication window
-    /// and messages naming erased identifiers are skipped and counted.
+    /// Applies a batch of messages in order, all or nothing: the whole batch is
+    /// prepared first (see `prepare.rs`), so either every message is applied or the
+    /// batch is refused and nothing changed. Duplicated `messageId`s within the
+    /// de-duplication window and messages naming erased identifiers are skipped and
+    /// counted.
     pub fn apply_batch(&self, messages: &[Message]) -> Result<BatchOutcome, EngineError> {
-        // Event properties flattened while validating are kept and applied as they are
-        // (they depend on no schema); traits are prepared again when applied, because an
-        // earlier message of the batch may change a trait's column type.
-        let prepared = messages
-            .iter()
-            .map(|message| self.validate_message(message))
-            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_batch_with(messages, |_| ())
+            .map(|(outcome, ())| outcome)
+    }
+
+    /// [`Engine::apply_batch`], calling `inspect` with the prepared batch before it is
+    /// applied (the database decides there what to log).
+    pub fn apply_batch_with<T>(
+        &self,
+        messages: &[Message],
+        inspect: impl FnOnce(&PreparedBatch) -> T,
+    ) -> Result<(BatchOutcome, T), EngineError> {
+        let _batch = self.batch_lock.lock();
+        let prepared = self.prepare_batch(messages)?;
+        let inspected = inspect(&prepared);
+        Ok((self.apply_prepared(messages, prepared)?, inspected))
+    }
+
+    /// Applies a batch prepared by [`Engine::prepare_batch`] with no mutation in
+    /// between. Errors here are internal (a prepared batch has no input left to fail).
+    fn apply_prepared(
+        &self,
+        messages: &[Message],
+        prepared: PreparedBatch,
+    ) -> Result<BatchOutcome, EngineError> {
         let mut outcome = BatchOutcome::default();
-        for (message, properties) in messages.iter().zip(prepared) {
-            if self.is_suppressed(message) {
-                outcome.suppressed += 1;
-                continue;
-            }
-            if let Some(message_id) = &message.message_id {
-                if !self.remember_message(message_id) {
+        for (message, step) in messages.iter().zip(prepared.steps) {
+            let user_id = message.user_id.as_deref();
+            let anonymous_id = message.anonymous_id.as_deref();
+            let changes = match step {
+                Step::Suppressed => {
+                    outcome.suppressed += 1;
+                    continue;
+                }
+                Step::Duplicate => {
                     outcome.duplicates += 1;
                     continue;
                 }
+                Step::Identify(traits) => {
+                    self.identify_prepared(user_id, anonymous_id, &traits)?
+                        .1
+                        .len()
+                }
+                Step::Track(properties) => {
+                    let MessageKind::Track { event, .. } = &message.kind else {
+                        return Err(EngineError::Internal("track step for another message"));
+                    };
+                    let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
+                    self.track_prepared(user_id, anonymous_id, event, time_ms, &properties)?
+                        .len()
+                }
+                Step::Alias => {
+                    let MessageKind::Alias { previous_id } = &message.kind else {
+                        return Err(EngineError::Internal("alias step for another message"));
+                    };
+                    self.alias(user_id.unwrap_or_default(), previous_id)?.len()
+                }
+            };
+            if let Some(message_id) = &message.message_id {
+                self.remember_message(message_id);
             }
-            outcome.changes += self.apply_message(message, properties)?;
+            outcome.changes += changes;
             outcome.applied += 1;
         }
         self.counters
@@ -155,67 +133,6 @@ impl Engine {
             .membership_changes
             .fetch_add(outcome.changes as u64, Ordering::Relaxed);
         Ok(outcome)
-    }
-
-    /// Checks a message without applying it; a track message's flattened properties
-    /// are returned for applying.
-    pub(super) fn validate_message(
-        &self,
-        message: &Message,
-    ) -> Result<Option<PreparedProperties>, EngineError> {
-        for identifier in message.user_id.iter().chain(message.anonymous_id.iter()) {
-            Self::check_identifier(identifier)?;
-        }
-        match &message.kind {
-            MessageKind::Identify { traits } => self.prepare_traits(traits).map(|_| None),
-            MessageKind::Track { event, properties } => {
-                crate::events::check_event_name(event)?;
-                Ok(Some(crate::events::prepare_properties(properties)?))
-            }
-            MessageKind::Alias { previous_id } => Self::check_identifier(previous_id).map(|_| None),
-        }
-    }
-
-    pub(super) fn apply_message(
-        &self,
-        message: &Message,
-        properties: Option<PreparedProperties>,
-    ) -> Result<usize, EngineError> {
-        let user_id = message.user_id.as_deref();
-        let anonymous_id = message.anonymous_id.as_deref();
-        match &message.kind {
-            MessageKind::Identify { traits } => {
-                Ok(self.identify(user_id, anonymous_id, traits)?.1.len())
-            }
-            MessageKind::Track {
-                event,
-                properties: raw,
-            } => {
-                let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
-                let prepared = match properties {
-                    Some(prepared) => prepared,
-                    None => crate::events::prepare_properties(raw)?,
-                };
-                Ok(self
-                    .track_prepared(user_id, anonymous_id, event, time_ms, &prepared)?
-                    .len())
-            }
-            MessageKind::Alias { previous_id } => {
-                Ok(self.alias(user_id.unwrap_or_default(), previous_id)?.len())
-            }
-        }
-    }
-
-    /// Whether a message names an erased identifier.
-    pub(crate) fn is_suppressed(&self, message: &Message) -> bool {
-        if self.suppressed.is_empty() {
-            return false;
-        }
-        let user = message.user_id.as_ref().map(|id| format!("u:{id}"));
-        let anonymous = message.anonymous_id.as_ref().map(|id| format!("a:{id}"));
-        user.iter()
-            .chain(anonymous.iter())
-            .any(|key| self.suppressed.contains(&identity_hash(key)))
     }
 
     /// Records a message id; false when it was seen within the window.
@@ -250,8 +167,18 @@ impl Engine {
         for identifier in user_id.iter().chain(anonymous_id.iter()) {
             Self::check_identifier(identifier)?;
         }
-        let prepared = self.prepare_traits(traits)?;
-        if self.apply_schema(&prepared) {
+        let prepared = self.prepare_traits(traits, &mut Default::default())?;
+        self.identify_prepared(user_id, anonymous_id, &prepared)
+    }
+
+    /// [`Engine::identify`] with the traits already prepared against the schema.
+    pub(super) fn identify_prepared(
+        &self,
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        prepared: &PreparedTraits,
+    ) -> Result<(ProfileRef, Vec<MembershipChange>), EngineError> {
+        if self.apply_schema(prepared) {
             self.recompile_all();
         }
         let mut keys: Vec<String> = user_id

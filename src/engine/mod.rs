@@ -8,11 +8,16 @@
 
 mod apply;
 mod identity;
+mod mutation;
+mod prepare;
 mod profiles;
 mod query;
 mod segments;
 mod time;
 
+pub use mutation::{Applied, Mutation};
+pub use prepare::PreparedBatch;
+pub(crate) use prepare::{PreparedProperties, PreparedTraits, Step};
 pub use profiles::{EventSummary, ProfileCard, RecentEvent, SegmentRef};
 
 use crate::changes::{Cause, ChangeKind, ChangeLog, ChangeLogOptions, PendingChange};
@@ -145,6 +150,15 @@ pub enum EngineError {
     },
     #[error("bad cursor `{0}` — pass back the `next_cursor` of the previous page")]
     BadCursor(String),
+    /// One message of a batch was refused (so the whole batch was).
+    #[error("batch[{index}]: {source}")]
+    InBatch {
+        index: usize,
+        source: Box<EngineError>,
+    },
+    /// A bug: an invariant of the engine did not hold.
+    #[error("internal error: {0}")]
+    Internal(&'static str),
 }
 
 impl EngineError {
@@ -169,6 +183,8 @@ impl EngineError {
             EngineError::BadIdentifier => "bad_identifier",
             EngineError::TooMany { .. } => "too_many",
             EngineError::BadCursor(_) => "bad_cursor",
+            EngineError::InBatch { source, .. } => source.code(),
+            EngineError::Internal(_) => "internal",
         }
     }
 }
@@ -285,6 +301,9 @@ pub struct Engine {
     /// stores no identifier): later messages naming them are dropped.
     pub(crate) suppressed: dashmap::DashSet<u128>,
     pub counters: EngineCounters,
+    /// Held from preparing a batch to applying it, so nothing changes in between (see
+    /// `prepare.rs`); uncontended on the server, where one thread applies.
+    pub(crate) batch_lock: parking_lot::Mutex<()>,
     /// Serializes profile creation (see `resolve_or_create`).
     pub(crate) creation: parking_lot::Mutex<()>,
     pub(crate) clock: Arc<dyn Clock>,
@@ -300,13 +319,6 @@ impl std::fmt::Debug for Engine {
             .field("profiles", &self.identities.len())
             .finish()
     }
-}
-
-/// Validated trait updates for one message, ready to apply.
-struct PreparedTraits {
-    /// (trait name, column type to create/use, value or removal)
-    assignments: Vec<(String, TraitType, Option<TraitValue>)>,
-    widen: Vec<String>,
 }
 
 /// How often a message re-resolves its profile when concurrent merges keep retiring the
@@ -339,6 +351,7 @@ impl Engine {
             registry: RwLock::new(Registry::default()),
             changes: ChangeLog::new(change_log, 1),
             creation: parking_lot::Mutex::new(()),
+            batch_lock: parking_lot::Mutex::new(()),
             seen_messages: parking_lot::Mutex::new(Default::default()),
             suppressed: dashmap::DashSet::new(),
             counters: EngineCounters::default(),
@@ -503,8 +516,6 @@ struct Attached<'a> {
     recorded: Vec<MembershipChange>,
 }
 
-/// Event properties flattened by validation, applied without flattening again.
-type PreparedProperties = Vec<(String, crate::events::EventProperty)>;
 
 /// Traits and events moving from an absorbed profile to the survivor of a merge.
 struct Mergeable {

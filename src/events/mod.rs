@@ -709,6 +709,24 @@ impl EventStore {
             && self.property_list.len() + new_properties <= MAX_PROPERTY_NAMES
     }
 
+    /// Whether every name of a batch fits, whichever of them are new here.
+    pub fn has_room_for_names(
+        &self,
+        events: &std::collections::HashSet<&str>,
+        properties: &std::collections::HashSet<&str>,
+    ) -> bool {
+        let new_events = events
+            .iter()
+            .filter(|name| !self.names.contains_key(**name))
+            .count();
+        let new_properties = properties
+            .iter()
+            .filter(|name| !self.property_names.contains_key(**name))
+            .count();
+        self.name_list.len() + new_events <= MAX_EVENT_NAMES
+            && self.property_list.len() + new_properties <= MAX_PROPERTY_NAMES
+    }
+
     fn intern_name(&mut self, name: &str) -> EventNameId {
         if let Some(id) = self.names.get(name) {
             return *id;

@@ -4,12 +4,14 @@
 //!
 //! Stages: body (size, gzip, JSON) → [`parse_message`]/[`parse_batch`] (every message
 //! validated, errors name the field, e.g. `batch[3].userId`) → `Engine::apply_batch`
-//! (validates the whole batch against the schema before applying any of it, de-duplicates
-//! `messageId`s, drops messages for erased profiles).
+//! (on the write path's thread: the whole batch is prepared against the schema as it will
+//! stand after it before any of it is applied; `messageId`s de-duplicated, messages for
+//! erased profiles dropped).
 
 use crate::http::body::IngestBody;
 use crate::http::error::ApiResult;
 use crate::http::AppState;
+use crate::engine::Mutation;
 use crate::ingest::{parse_batch, parse_message};
 use axum::extract::State;
 use axum::routing::{post, MethodRouter};
@@ -56,20 +58,20 @@ pub fn route_path(kind: &str, prefixed: bool) -> &'static str {
 pub fn handler_for(kind: &'static str) -> MethodRouter<AppState> {
     post(
         move |State(state): State<AppState>, IngestBody(body): IngestBody| async move {
-            accept(&state, &body, kind)
+            accept(&state, &body, kind).await
         },
     )
 }
 
-fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> {
+async fn accept(state: &AppState, body: &Value, kind: &str) -> ApiResult<Json<Value>> {
     let messages = if kind == "batch" {
         parse_batch(body)?
     } else {
         vec![parse_message(body, Some(kind), "")?]
     };
     let started = Instant::now();
-    // Applied on this worker: a batch is short, and a hand-off would cost more than it.
-    state.writer().apply_batch(messages)?;
+    // Applied by the write path's thread; this worker only waits for the answer.
+    state.write(Mutation::Messages(messages)).await?;
     state
         .metrics
         .ingest_apply

@@ -4,11 +4,11 @@
 //! Lookups answer on the async worker: they take one shard read lock for a copy of the
 //! profile's own segment list.
 
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine, Mutation};
 use crate::http::body::{JsonBody, PathParams};
 use crate::http::error::{ApiError, ApiResult};
 use crate::http::segments::resolve_segment;
-use crate::http::{blocking, blocking_write, AppState};
+use crate::http::{blocking, AppState};
 use crate::ids::SegmentId;
 use axum::extract::State;
 use axum::Json;
@@ -170,7 +170,12 @@ pub async fn erase(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
-    let changes = blocking_write(&state, move |writer| writer.erase_profile(&profile)).await??;
+    let mutation = Mutation::EraseProfile {
+        external_id: profile,
+    };
+    let Applied::Removed(changes) = state.write(mutation).await? else {
+        return Err(ApiError::internal());
+    };
     Ok(Json(json!({
         "erased": true,
         "segments_left": changes.iter().map(|change| change.segment).collect::<Vec<_>>(),

@@ -19,7 +19,8 @@ pub mod operations;
 pub mod segments;
 pub mod webhooks;
 
-use crate::engine::Engine;
+use crate::engine::{Applied, Engine, Mutation};
+use crate::write::{WritePath, WriteError};
 use auth::{Keys, Scope};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode};
@@ -73,9 +74,11 @@ pub struct ServiceOptions {
     pub limits: Limits,
     pub webhooks: webhooks::WebhookOptions,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
-    /// When set, every mutation is written to its WAL before it is applied and
-    /// acknowledged (see [`Writer`]).
+    /// When set, every mutation is written to its WAL before it is acknowledged (see
+    /// [`ServiceState::write`]).
     pub database: Option<Arc<crate::persist::Database>>,
+    /// Test hook: called by the applier thread before each mutation.
+    pub apply_hook: Option<crate::write::ApplyHook>,
 }
 
 /// State shared by every handler.
@@ -87,6 +90,7 @@ pub struct ServiceState {
     pub webhooks: webhooks::Webhooks,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
     pub database: Option<Arc<crate::persist::Database>>,
+    writes: WritePath,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
     in_flight: Arc<Semaphore>,
@@ -106,8 +110,11 @@ impl std::fmt::Debug for ServiceState {
 }
 
 impl ServiceState {
+    /// The service's state; starts the write path's threads.
     pub fn new(engine: Arc<Engine>, options: ServiceOptions) -> AppState {
         let metrics = Arc::new(Metrics::default());
+        let writes = WritePath::start(engine.clone(), options.database.clone(), options.apply_hook)
+            .unwrap_or_else(|error| panic!("cannot start the write path's threads: {error}"));
         let (shutdown, _) = watch::channel(false);
         Arc::new(ServiceState {
             webhooks: webhooks::Webhooks::new(
@@ -126,6 +133,7 @@ impl ServiceState {
             metrics,
             snapshot: options.snapshot,
             database: options.database,
+            writes,
             ready: AtomicBool::new(true),
             shutdown,
         })
@@ -151,14 +159,6 @@ impl ServiceState {
     }
 }
 
-/// The one door for mutations: through the durable database (WAL first, then apply;
-/// a failing WAL refuses the write with 503 `storage_unavailable`) when persistence is
-/// configured, else straight to the in-memory engine.
-pub struct Writer<'a> {
-    engine: &'a Engine,
-    database: Option<&'a crate::persist::Database>,
-}
-
 impl From<crate::persist::DatabaseError> for ApiError {
     fn from(error: crate::persist::DatabaseError) -> ApiError {
         match error {
@@ -175,101 +175,27 @@ impl From<crate::persist::DatabaseError> for ApiError {
     }
 }
 
-impl Writer<'_> {
-    pub fn apply_batch(
-        &self,
-        messages: Vec<crate::ingest::Message>,
-    ) -> Result<crate::engine::BatchOutcome, ApiError> {
-        Ok(match self.database {
-            Some(database) => database.apply_batch(messages)?,
-            None => self.engine.apply_batch(&messages)?,
-        })
-    }
-
-    pub fn create_segment_with(
-        &self,
-        name: &str,
-        description: &str,
-        rule: Option<crate::engine::RuleInput>,
-        emit_initial: bool,
-    ) -> Result<crate::engine::SegmentSummary, ApiError> {
-        Ok(match self.database {
-            Some(database) => {
-                database.create_segment_with(name, description, rule, emit_initial)?
-            }
-            None => self
-                .engine
-                .create_segment_with(name, description, rule, emit_initial)?,
-        })
-    }
-
-    pub fn update_segment(
-        &self,
-        id: crate::ids::SegmentId,
-        rule: crate::engine::RuleInput,
-        description: Option<&str>,
-    ) -> Result<
-        (
-            crate::engine::SegmentSummary,
-            Vec<crate::engine::MembershipChange>,
-        ),
-        ApiError,
-    > {
-        Ok(match self.database {
-            Some(database) => database.update_segment(id, rule, description)?,
-            None => self.engine.update_segment(id, rule, description)?,
-        })
-    }
-
-    pub fn delete_segment(&self, id: crate::ids::SegmentId) -> Result<(), ApiError> {
-        match self.database {
-            Some(database) => database.delete_segment(id)?,
-            None => self.engine.delete_segment(id)?,
+impl From<WriteError> for ApiError {
+    fn from(error: WriteError) -> ApiError {
+        match error {
+            WriteError::Refused(error) => error.into(),
+            WriteError::Closed => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the server is shutting down; nothing was applied — retry on another instance",
+            ),
         }
-        Ok(())
-    }
-
-    pub fn edit_static(
-        &self,
-        id: crate::ids::SegmentId,
-        edit: crate::engine::StaticEdit,
-        profiles: &[String],
-    ) -> Result<(Vec<crate::engine::MembershipChange>, Vec<String>), ApiError> {
-        Ok(match self.database {
-            Some(database) => database.edit_static(id, edit, profiles)?,
-            None => self.engine.edit_static(id, edit, profiles)?,
-        })
-    }
-
-    pub fn erase_profile(
-        &self,
-        external_id: &str,
-    ) -> Result<Vec<crate::engine::MembershipChange>, ApiError> {
-        Ok(match self.database {
-            Some(database) => database.erase_profile(external_id)?,
-            None => self.engine.erase_profile(external_id)?,
-        })
     }
 }
 
 impl ServiceState {
-    pub fn writer(&self) -> Writer<'_> {
-        Writer {
-            engine: &self.engine,
-            database: self.database.as_deref(),
-        }
+    /// The one door for mutations: hands `mutation` to the write path (applied on its
+    /// own thread, WAL first when persistence is configured; a failing WAL refuses
+    /// with 503 `storage_unavailable`) and waits for the acknowledgement without
+    /// blocking this async worker.
+    pub async fn write(&self, mutation: Mutation) -> Result<Applied, ApiError> {
+        Ok(self.writes.submit(mutation).await?)
     }
-}
-
-/// Runs mutation work on the blocking pool through the [`Writer`].
-pub async fn blocking_write<T: Send + 'static>(
-    state: &AppState,
-    work: impl FnOnce(&Writer<'_>) -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    let state = state.clone();
-    tokio::task::spawn_blocking(move || work(&state.writer()))
-        .await
-        .map_err(|_| ApiError::internal())
 }
 
 /// Runs engine work on the blocking pool (whole-population work must not stall the

@@ -4,10 +4,10 @@
 //! Segments are addressed by numeric id or by name. Whole-population work runs on the
 //! blocking pool so lookups keep flowing.
 
-use crate::engine::{Engine, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE};
+use crate::engine::{Applied, Engine, Mutation, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE};
 use crate::http::body::{JsonBody, PathParams, QueryParams};
 use crate::http::error::{ApiError, ApiResult};
-use crate::http::{blocking, blocking_write, AppState};
+use crate::http::{blocking, AppState};
 use crate::ids::SegmentId;
 use crate::segment::ast::Rule;
 use axum::body::{Body, Bytes};
@@ -106,10 +106,15 @@ pub async fn create(
         (Some(rule), false) => Some(rule_input(rule)?),
         (None, true) => None,
     };
-    let summary = blocking_write(&state, move |writer| {
-        writer.create_segment_with(&body.name, &body.description, rule, body.emit_initial)
-    })
-    .await??;
+    let mutation = Mutation::CreateSegment {
+        name: body.name,
+        description: body.description,
+        rule: rule.map(RuleInput::into_rule).transpose()?,
+        emit_initial: body.emit_initial,
+    };
+    let Applied::Segment(summary) = state.write(mutation).await? else {
+        return Err(ApiError::internal());
+    };
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
@@ -147,10 +152,14 @@ pub async fn update(
         check_description(description)?;
     }
     let rule = rule_input(body.rule)?;
-    let (summary, changes) = blocking_write(&state, move |writer| {
-        writer.update_segment(id, rule, body.description.as_deref())
-    })
-    .await??;
+    let mutation = Mutation::UpdateSegment {
+        id,
+        rule: rule.into_rule()?,
+        description: body.description,
+    };
+    let Applied::Updated(summary, changes) = state.write(mutation).await? else {
+        return Err(ApiError::internal());
+    };
     let own: Vec<_> = changes
         .iter()
         .filter(|change| change.segment == id)
@@ -179,7 +188,7 @@ pub async fn remove(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<Value>> {
     let id = resolve_segment(&state.engine, &id)?;
-    blocking_write(&state, move |writer| writer.delete_segment(id)).await??;
+    state.write(Mutation::DeleteSegment { id }).await?;
     Ok(Json(json!({ "deleted": true, "id": id })))
 }
 
@@ -380,8 +389,10 @@ async fn static_edit(
     profiles: Vec<String>,
 ) -> ApiResult<Json<Value>> {
     let id = resolve_segment(&state.engine, &id)?;
-    let (changes, unknown) =
-        blocking_write(state, move |writer| writer.edit_static(id, edit, &profiles)).await??;
+    let mutation = Mutation::EditStatic { id, edit, profiles };
+    let Applied::StaticEdited(changes, unknown) = state.write(mutation).await? else {
+        return Err(ApiError::internal());
+    };
     let own = changes.iter().filter(|change| change.segment == id);
     let entered = own.clone().filter(|change| change.entered).count();
     let exited = own.filter(|change| !change.entered).count();

@@ -133,7 +133,11 @@ pub fn inspect(data_dir: &Path) -> std::io::Result<InspectReport> {
         let mut messages = 0;
         for batch in &scan.batches {
             for item in &batch.items {
-                if let Ok(WalRecord::Messages { messages: list, .. }) = WalRecord::decode(item) {
+                if let Ok(WalRecord::Mutation {
+                    mutation: crate::engine::Mutation::Messages(list),
+                    ..
+                }) = WalRecord::decode(item)
+                {
                     messages += list.len() as u64;
                 }
             }

@@ -22,12 +22,7 @@ pub mod snapshot;
 pub mod wal;
 
 use crate::clock::Clock;
-use crate::engine::{
-    BatchOutcome, Engine, EngineError, EngineOptions, MembershipChange, RuleInput, SegmentSummary,
-    StaticEdit,
-};
-use crate::ids::SegmentId;
-use crate::ingest::Message;
+use crate::engine::{Applied, Engine, EngineError, EngineOptions, Mutation};
 use crate::persist::record::WalRecord;
 use crate::persist::wal::{FsyncPolicy, Wal, WalFailed, WalFaults, WalStatus};
 use parking_lot::Mutex;
@@ -310,179 +305,77 @@ impl Database {
         Ok(())
     }
 
-    /// The most membership changes an operation touching `profiles` profiles can make.
-    fn change_bound(&self, profiles: u64) -> u64 {
+    /// The most membership changes an operation touching `profiles` profiles (`None`:
+    /// all of them) can make.
+    fn change_bound(&self, profiles: Option<u64>) -> u64 {
         let segments = self.engine.registry.read().len() as u64;
+        let profiles = profiles.unwrap_or_else(|| self.engine.profile_count());
         profiles.saturating_mul(segments + 1)
     }
 
-    /// Applies and logs one mutation; returns after the WAL acknowledged it.
-    fn logged<T>(
-        &self,
-        record: &WalRecord,
-        change_bound: u64,
-        apply: impl FnOnce(&Engine) -> Result<T, EngineError>,
-    ) -> Result<T, DatabaseError> {
+    /// Applies one mutation and logs it, in that order and under the ingest lock, so
+    /// WAL order is apply order and only what was applied is logged (a refused
+    /// mutation leaves no trace). Returns once the WAL has made it as durable as the
+    /// fsync policy promises; waiting happens outside the lock, so concurrent callers
+    /// share one write and one fsync.
+    pub fn apply(&self, mutation: Mutation) -> Result<Applied, DatabaseError> {
+        let (applied, lsn) = self.apply_unsynced(mutation)?;
+        self.wait(lsn)?;
+        Ok(applied)
+    }
+
+    /// [`Database::apply`] without waiting for durability: returns the LSN to
+    /// [`Database::wait`] for before acknowledging (the write path waits once for a
+    /// whole group).
+    pub fn apply_unsynced(&self, mutation: Mutation) -> Result<(Applied, u64), DatabaseError> {
         self.wal.check()?;
-        let at_ms = record.at_ms().unwrap_or_default();
-        let erases = matches!(record, WalRecord::EraseProfile { .. });
-        let bytes = record.encode();
-        let (value, lsn) = {
-            let mut state = self.ingest.lock();
-            self.reserve(&mut state, change_bound)?;
-            let value = {
-                let _pin = ReplayClock::pin(at_ms);
-                apply(&self.engine)?
-            };
-            // Only what was applied is logged: a rejected request leaves no trace.
-            let lsn = self.wal.append(bytes)?;
-            state.erased_since_snapshot |= erases;
-            (value, lsn)
+        let bound = self.change_bound(mutation.profiles_touched());
+        let mut state = self.ingest.lock();
+        self.reserve(&mut state, bound)?;
+        let at_ms = self.engine.now_ms();
+        let _pin = ReplayClock::pin(at_ms);
+        let (applied, logged) = match mutation {
+            Mutation::Messages(messages) => {
+                // Messages naming erased identifiers are dropped, and not written to
+                // the WAL, so an erased identifier sent again never reaches the disk.
+                // Replaying the rest gives the same state: suppression comes first.
+                let (outcome, kept) = self.engine.apply_batch_with(&messages, |prepared| {
+                    prepared
+                        .has_suppressed()
+                        .then(|| prepared.kept().collect::<Vec<bool>>())
+                })?;
+                let logged = match kept {
+                    None => messages,
+                    Some(kept) => messages
+                        .into_iter()
+                        .zip(kept)
+                        .filter_map(|(message, kept)| kept.then_some(message))
+                        .collect(),
+                };
+                (Applied::Batch(outcome), Mutation::Messages(logged))
+            }
+            mutation => (self.engine.apply(&mutation)?, mutation),
         };
-        self.wal.wait(lsn)?;
-        Ok(value)
-    }
-
-    fn now_ms(&self) -> i64 {
-        self.engine.now_ms()
-    }
-
-    /// [`Engine::apply_batch`], durably. Messages naming erased (suppressed)
-    /// identifiers are dropped by the engine and not written to the WAL, so an erased
-    /// identifier sent again does not reach the disk.
-    pub fn apply_batch(&self, messages: Vec<Message>) -> Result<BatchOutcome, DatabaseError> {
-        let bound = self.change_bound(2 * messages.len() as u64);
-        let at_ms = self.now_ms();
-        if !messages.iter().any(|m| self.engine.is_suppressed(m)) {
-            let record = WalRecord::Messages { at_ms, messages };
-            return self.logged(&record, bound, |engine| match &record {
-                WalRecord::Messages { messages, .. } => engine.apply_batch(messages),
-                _ => Ok(BatchOutcome::default()),
-            });
-        }
-        // The whole batch is still validated and applied (counting the suppressed);
-        // replaying the rest gives the same state, since suppression happens first.
-        let kept = messages
-            .iter()
-            .filter(|message| !self.engine.is_suppressed(message))
-            .cloned()
-            .collect();
-        let record = WalRecord::Messages {
+        let erases = matches!(logged, Mutation::EraseProfile { .. });
+        let record = WalRecord::Mutation {
             at_ms,
-            messages: kept,
+            mutation: logged,
         };
-        self.logged(&record, bound, |engine| engine.apply_batch(&messages))
+        let lsn = self.wal.append(record.encode())?;
+        state.erased_since_snapshot |= erases;
+        Ok((applied, lsn))
     }
 
-    pub fn create_segment(
-        &self,
-        name: &str,
-        description: &str,
-        rule: Option<RuleInput>,
-    ) -> Result<SegmentSummary, DatabaseError> {
-        self.create_segment_with(name, description, rule, false)
-    }
-
-    /// [`Engine::create_segment_with`], durably.
-    pub fn create_segment_with(
-        &self,
-        name: &str,
-        description: &str,
-        rule: Option<RuleInput>,
-        emit_initial: bool,
-    ) -> Result<SegmentSummary, DatabaseError> {
-        let rule = rule.map(RuleInput::into_rule).transpose()?;
-        let bound = self.change_bound(self.engine.profile_count());
-        let record = WalRecord::CreateSegment {
-            at_ms: self.now_ms(),
-            name: name.to_string(),
-            description: description.to_string(),
-            rule: rule.clone(),
-            emit_initial,
-        };
-        self.logged(&record, bound, |engine| {
-            engine.create_segment_with(name, description, rule.map(RuleInput::Ast), emit_initial)
-        })
-    }
-
-    /// [`Engine::update_segment`], durably.
-    pub fn update_segment(
-        &self,
-        id: SegmentId,
-        rule: RuleInput,
-        description: Option<&str>,
-    ) -> Result<(SegmentSummary, Vec<MembershipChange>), DatabaseError> {
-        let rule = rule.into_rule()?;
-        let bound = self.change_bound(self.engine.profile_count());
-        let record = WalRecord::UpdateSegment {
-            at_ms: self.now_ms(),
-            id,
-            rule: rule.clone(),
-            description: description.map(str::to_string),
-        };
-        self.logged(&record, bound, |engine| {
-            engine.update_segment(id, RuleInput::Ast(rule), description)
-        })
-    }
-
-    pub fn delete_segment(&self, id: SegmentId) -> Result<(), DatabaseError> {
-        let record = WalRecord::DeleteSegment {
-            at_ms: self.now_ms(),
-            id,
-        };
-        self.logged(&record, 0, |engine| engine.delete_segment(id))
-    }
-
-    pub fn edit_static(
-        &self,
-        id: SegmentId,
-        edit: StaticEdit,
-        profiles: &[String],
-    ) -> Result<(Vec<MembershipChange>, Vec<String>), DatabaseError> {
-        let bound = self.change_bound(self.engine.profile_count());
-        let record = WalRecord::EditStatic {
-            at_ms: self.now_ms(),
-            id,
-            edit,
-            profiles: profiles.to_vec(),
-        };
-        self.logged(&record, bound, |engine| {
-            engine.edit_static(id, edit, profiles)
-        })
-    }
-
-    /// Erasure with suppression. The identifiers stay on disk (in the WAL and the
-    /// previous snapshot) until the next snapshot, which then deletes every older file.
-    pub fn erase_profile(&self, external_id: &str) -> Result<Vec<MembershipChange>, DatabaseError> {
-        let bound = self.change_bound(1);
-        let record = WalRecord::EraseProfile {
-            at_ms: self.now_ms(),
-            external_id: external_id.to_string(),
-        };
-        self.logged(&record, bound, |engine| engine.erase_profile(external_id))
-    }
-
-    pub fn delete_profile(
-        &self,
-        external_id: &str,
-    ) -> Result<Vec<MembershipChange>, DatabaseError> {
-        let bound = self.change_bound(1);
-        let record = WalRecord::DeleteProfile {
-            at_ms: self.now_ms(),
-            external_id: external_id.to_string(),
-        };
-        self.logged(&record, bound, |engine| engine.delete_profile(external_id))
+    /// Blocks until `lsn` is acknowledged under the fsync policy.
+    pub fn wait(&self, lsn: u64) -> Result<(), DatabaseError> {
+        Ok(self.wal.wait(lsn)?)
     }
 
     /// Logs a record of the HTTP layer's own (webhook registrations) and replaces its
     /// persisted state with `state` (kept in snapshots). Replayed records after the
     /// snapshot are handed back in [`RecoveryReport::application_records`].
     pub fn append_opaque(&self, record: Vec<u8>, state: Vec<u8>) -> Result<(), DatabaseError> {
-        let record = WalRecord::Opaque {
-            at_ms: self.now_ms(),
-            bytes: record,
-        };
-        self.logged(&record, 0, |_| Ok(()))?;
+        self.apply(Mutation::ApplicationState(record))?;
         self.ingest.lock().application_state = state;
         Ok(())
     }
@@ -492,7 +385,7 @@ impl Database {
     /// snapshots and replay.
     pub fn tick(&self) -> Result<usize, DatabaseError> {
         let mut state = self.ingest.lock();
-        let bound = self.change_bound(self.engine.profile_count());
+        let bound = self.change_bound(None);
         self.reserve(&mut state, bound)?;
         Ok(self.engine.tick())
     }

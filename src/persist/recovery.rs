@@ -2,7 +2,7 @@
 //! tail at the last valid batch; and removal of files a newer snapshot made obsolete.
 
 use crate::changes::ChangeLog;
-use crate::engine::{Engine, EngineError, RuleInput};
+use crate::engine::{Engine, EngineError, Mutation};
 use crate::persist::record::WalRecord;
 use crate::persist::snapshot::{list_snapshots, load_snapshot};
 use crate::persist::wal::{list_segments, scan_segment, sync_directory};
@@ -310,7 +310,8 @@ fn truncate(path: &Path, length: u64, report: &mut RecoveryReport) -> Result<(),
     Ok(())
 }
 
-/// Applies one replayed record exactly as it was applied live (clock pinned).
+/// Applies one replayed record exactly as it was applied live: the same
+/// [`Engine::apply`], with the clock pinned to the record's time.
 fn replay(
     engine: &Engine,
     record: WalRecord,
@@ -319,38 +320,17 @@ fn replay(
 ) -> Result<(), EngineError> {
     let _pin = record.at_ms().map(ReplayClock::pin);
     match record {
-        WalRecord::Messages { messages, .. } => {
-            report.replayed_messages += messages.len() as u64;
-            engine.apply_batch(&messages).map(drop)
-        }
-        WalRecord::CreateSegment {
-            name,
-            description,
-            rule,
-            emit_initial,
-            ..
-        } => engine
-            .create_segment_with(&name, &description, rule.map(RuleInput::Ast), emit_initial)
-            .map(drop),
-        WalRecord::UpdateSegment {
-            id,
-            rule,
-            description,
-            ..
-        } => engine
-            .update_segment(id, RuleInput::Ast(rule), description.as_deref())
-            .map(drop),
-        WalRecord::DeleteSegment { id, .. } => engine.delete_segment(id),
-        WalRecord::EditStatic {
-            id, edit, profiles, ..
-        } => engine.edit_static(id, edit, &profiles).map(drop),
-        WalRecord::EraseProfile { external_id, .. } => engine.erase_profile(&external_id).map(drop),
-        WalRecord::DeleteProfile { external_id, .. } => {
-            engine.delete_profile(&external_id).map(drop)
-        }
-        WalRecord::Opaque { bytes, .. } => {
-            report.application_records.push(bytes);
-            Ok(())
+        WalRecord::Mutation { mutation, .. } => {
+            match &mutation {
+                Mutation::Messages(messages) => {
+                    report.replayed_messages += messages.len() as u64;
+                }
+                Mutation::ApplicationState(bytes) => {
+                    report.application_records.push(bytes.clone());
+                }
+                _ => {}
+            }
+            engine.apply(&mutation).map(drop)
         }
         WalRecord::ReserveSequences { until } => {
             *reserved_until = (*reserved_until).max(until);
