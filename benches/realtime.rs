@@ -3,7 +3,7 @@
 //! Setup: seeded demo profiles (`segd::demo`, seed 7) with ~2 events each loaded through
 //! the ordinary ingest path into 16 shards, then 100 live segments (the 14 demo segments
 //! plus 86 generated ones mixing trait, behavioral and mixed rules, see
-//! `generated_segments`). The engine clock is a manual clock at the generator's "now".
+//! `common/segments.rs`). The engine clock is a manual clock at the generator's "now".
 //!
 //! What is measured:
 //! - `track/<profiles>`: one `track` call per iteration — apply the event to the event
@@ -23,11 +23,14 @@
 //! `SEGD_BENCH_REPORTS_ONLY=1` prints the latency and tick reports and skips criterion
 //! (for profiling the track path under callgrind or perf).
 
+#[path = "common/segments.rs"]
+mod segments;
+
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use rand::{Rng, SeedableRng};
 use segd::bulk::{default_threads, load_demo};
 use segd::clock::{Clock, ManualClock};
-use segd::demo::{demo_segments, DemoEvent, DemoGenerator};
+use segd::demo::{DemoEvent, DemoGenerator};
 use segd::engine::{Engine, EngineOptions, RuleInput};
 use std::hint::black_box;
 use std::sync::Arc;
@@ -47,60 +50,6 @@ fn sizes() -> Vec<u64> {
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect()
-}
-
-/// 86 generated rules: a seeded, realistic mix over the demo's traits and events.
-fn generated_segments() -> Vec<(String, String)> {
-    let events = [
-        "order_completed",
-        "email_opened",
-        "email_clicked",
-        "app_opened",
-        "page",
-        "push_opened",
-        "review_left",
-        "form_submitted",
-    ];
-    let countries = ["DE", "FR", "US", "GB", "ES", "IT", "NL", "PL"];
-    let statuses = ["subscribed", "unconfirmed", "unsubscribed"];
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
-    let mut out = Vec::new();
-    for index in 0..86 {
-        let event = events[rng.gen_range(0..events.len())];
-        let country = countries[rng.gen_range(0..countries.len())];
-        let status = statuses[rng.gen_range(0..statuses.len())];
-        let days = rng.gen_range(1..=90);
-        let rule = match index % 8 {
-            0 => format!(
-                r#"did "{event}" at least {} times in last {days} days"#,
-                rng.gen_range(1..5)
-            ),
-            1 => format!(r#"country = "{country}" and did "{event}" in last {days} days"#),
-            2 => format!(
-                r#"ltv > {} and did not "{event}" in last {days} days"#,
-                rng.gen_range(50..800)
-            ),
-            3 => format!(
-                r#"sum of "order_completed".amount in last {days} days >= {}"#,
-                rng.gen_range(50..600)
-            ),
-            4 => format!(r#"last "{event}" more than {days} days ago"#),
-            5 => format!(
-                r#"age between {} and {} and status = "{status}""#,
-                rng.gen_range(18..40),
-                rng.gen_range(40..70)
-            ),
-            6 => format!(
-                r#"did "order_completed" where amount > {} in last {days} days and in segment "vip""#,
-                rng.gen_range(20..200)
-            ),
-            _ => format!(
-                r#"(status = "{status}" or tags contains "vip") and first "{event}" within last {days} days"#
-            ),
-        };
-        out.push((format!("generated_{index}"), rule));
-    }
-    out
 }
 
 struct Setup {
@@ -128,16 +77,7 @@ fn setup(profiles: u64) -> Setup {
         bytes as f64 / stored.max(1) as f64
     );
     let started = Instant::now();
-    for (name, rule, description) in demo_segments() {
-        engine
-            .create_segment(name, description, Some(RuleInput::Text(rule.into())))
-            .unwrap();
-    }
-    for (name, rule) in generated_segments() {
-        engine
-            .create_segment(&name, "", Some(RuleInput::Text(rule)))
-            .unwrap();
-    }
+    segments::create_hundred(&engine, SEED);
     println!(
         "segments: 100 created (initial evaluation) in {:.1} s",
         started.elapsed().as_secs_f64()

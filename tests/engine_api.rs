@@ -638,3 +638,51 @@ fn identity_merges_move_traits_and_memberships() {
     engine.alias("newcomer", "never-seen").unwrap();
     assert!(engine.resolve("newcomer").is_some());
 }
+
+/// The compiled-plan cache never serves a plan compiled against an older schema or
+/// segment set: a rule on a trait nobody has yet, a trait widened from integer to
+/// float, and an `in segment` whose segment was deleted and re-created under the same
+/// name all answer as a fresh compilation does.
+#[test]
+fn cached_plans_follow_schema_and_segment_changes() {
+    let engine = engine();
+    let preview = |rule: &str| {
+        engine
+            .preview(RuleInput::Text(rule.into()), 10)
+            .unwrap()
+            .count
+    };
+    let set = |user: &str, traits: Value| {
+        engine
+            .identify(Some(user), None, traits.as_object().unwrap())
+            .unwrap();
+    };
+    assert_eq!(preview("score > 1"), 0); // unknown trait: matches nobody
+    set("a", json!({"score": 2}));
+    assert_eq!(preview("score > 1"), 1);
+    assert_eq!(preview("score > 2"), 0);
+    set("b", json!({"score": 2.5})); // widens `score` to float
+    assert_eq!(preview("score > 2"), 1);
+    engine
+        .create_segment("s", "", Some(RuleInput::Text("score > 2".into())))
+        .unwrap();
+    assert_eq!(preview(r#"in segment "s""#), 1);
+    let id = engine.segment_id("s").unwrap();
+    engine.delete_segment(id).unwrap();
+    engine
+        .create_segment("s", "", Some(RuleInput::Text("score > 1".into())))
+        .unwrap();
+    assert_eq!(preview(r#"in segment "s""#), 2);
+    // The same rule as a JSON AST shares nothing with the text entry but answers alike.
+    let ast = RuleInput::Ast(Rule::Compare {
+        trait_name: "score".into(),
+        op: CompareOp::Greater,
+        value: Literal::Integer(2),
+    });
+    assert_eq!(engine.preview(ast, 10).unwrap().count, 1);
+    assert_eq!(preview("score > 2"), 1);
+    assert_eq!(preview("score > 2"), 1);
+    let (hits, misses) = engine.plan_cache_stats();
+    assert!(hits >= 1, "repeated rule text is served from the cache");
+    assert!(misses >= 6);
+}

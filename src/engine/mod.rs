@@ -307,6 +307,8 @@ pub struct Engine {
     /// Serializes profile creation (see `resolve_or_create`).
     pub(crate) creation: parking_lot::Mutex<()>,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Compiled plans of ad-hoc rules (previews, counts); see `segment::plan_cache`.
+    pub(crate) plan_cache: parking_lot::Mutex<crate::segment::plan_cache::PlanCache>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -354,6 +356,7 @@ impl Engine {
             suppressed: dashmap::DashSet::new(),
             counters: EngineCounters::default(),
             clock,
+            plan_cache: Default::default(),
         }
     }
 

@@ -1,6 +1,24 @@
 //! Read-only queries: counts, previews, set expressions, members, lookups.
 
 use super::*;
+use crate::segment::compile::Condition;
+use crate::segment::evaluate::count_sample;
+use crate::segment::plan_cache::PlanKey;
+use crate::segment::printer::print_rule;
+use std::sync::atomic::AtomicUsize;
+
+/// Estimated live profiles below which a query runs on the calling thread alone.
+const FAN_OUT_MIN_PROFILES: u64 = 200_000;
+
+/// Whether a plan reads events (per-candidate work, the only kind worth a fan-out).
+fn reads_events(condition: &Condition) -> bool {
+    match condition {
+        Condition::And(children) | Condition::Or(children) => children.iter().any(reads_events),
+        Condition::Not(child) => reads_events(child),
+        Condition::Event(_) => true,
+        _ => false,
+    }
+}
 
 impl Engine {
     /// Members of a segment: O(shards).
@@ -14,21 +32,24 @@ impl Engine {
     /// Count of a set expression over stored segments.
     pub fn count_expression(&self, expression: &SetExpression) -> Result<u64, EngineError> {
         self.check_expression(expression)?;
+        // Stored-bitmap work of microseconds: never worth waking another core.
         Ok(self
-            .map_shards(|shard| match expression {
+            .shards
+            .iter()
+            .map(|lock| (expression, lock.read()))
+            .map(|(expression, guard)| match expression {
                 // Two-way intersections are counted without building the result.
                 SetExpression::And(parts) if parts.len() == 2 => match (&parts[0], &parts[1]) {
                     (SetExpression::Segment(a), SetExpression::Segment(b)) => {
-                        match (shard.members_of(*a), shard.members_of(*b)) {
+                        match (guard.members_of(*a), guard.members_of(*b)) {
                             (Some(a), Some(b)) => a.intersection_len(b),
                             _ => 0,
                         }
                     }
-                    _ => evaluate_expression(expression, shard).len(),
+                    _ => evaluate_expression(expression, &guard).len(),
                 },
-                _ => evaluate_expression(expression, shard).len(),
+                _ => evaluate_expression(expression, &guard).len(),
             })
-            .into_iter()
             .sum())
     }
 
@@ -64,21 +85,16 @@ impl Engine {
     /// Evaluates a rule without saving it: count, a sample of members, time taken.
     pub fn preview(&self, rule: RuleInput, sample_size: usize) -> Result<Preview, EngineError> {
         let started = Instant::now();
-        let rule = rule.into_rule()?;
-        let condition = {
-            let registry = self.registry.read();
-            self.compile_for(&registry, None, &rule)?
-        };
+        let condition = self.ad_hoc_condition(rule)?;
         let now_ms = self.clock.now_ms();
         let sample_size = sample_size.min(MAX_PAGE_SIZE);
-        let per_shard = self.map_shards(|shard| {
-            let members = matching(&condition, shard, &shard.live, now_ms);
-            let sample: Vec<String> = members
-                .iter()
-                .take(sample_size)
+        let per_shard = self.query_shards(reads_events(&condition), |shard| {
+            let (count, sample) = count_sample(&condition, shard, &shard.live, now_ms, sample_size);
+            let sample: Vec<String> = sample
+                .into_iter()
                 .map(|local| shard.identities[local as usize].external_id())
                 .collect();
-            (members.len(), sample)
+            (count, sample)
         });
         let count = per_shard.iter().map(|(count, _)| count).sum();
         let sample = per_shard
@@ -91,6 +107,98 @@ impl Engine {
             sample,
             took_us: started.elapsed().as_micros() as u64,
         })
+    }
+
+    /// The compiled plan of an ad-hoc rule, from the plan cache when the same rule was
+    /// compiled against the current schema and segments before.
+    pub(crate) fn ad_hoc_condition(&self, input: RuleInput) -> Result<Arc<Condition>, EngineError> {
+        let registry = self.registry.read();
+        // Read before compiling: if the schema changes in between, the plan is stored
+        // under a generation that never comes back, so it is never served.
+        let schema_generation = self.schema.read().generation();
+        let (key_text, parsed) = match input {
+            RuleInput::Text(text) => (text, None),
+            RuleInput::Ast(rule) => {
+                let rule = normalize(rule);
+                // Printing is injective (text parses back to the same AST).
+                (format!("\0ast:{}", print_rule(&rule)), Some(rule))
+            }
+        };
+        let key = PlanKey {
+            rule: key_text,
+            schema_generation,
+            registry_generation: registry.generation(),
+        };
+        if let Some(plan) = self.plan_cache.lock().get(&key) {
+            return Ok(plan);
+        }
+        let rule = match parsed {
+            Some(rule) => rule,
+            None => RuleInput::Text(key.rule.clone()).into_rule()?,
+        };
+        let plan = Arc::new(self.compile_for(&registry, None, &rule)?);
+        self.plan_cache.lock().insert(key, plan.clone());
+        Ok(plan)
+    }
+
+    /// (hits, misses) of the compiled-plan cache since start.
+    pub fn plan_cache_stats(&self) -> (u64, u64) {
+        self.plan_cache.lock().stats()
+    }
+
+    /// Runs read-only per-shard query work. Index-only work (bitmaps, ranges) and small
+    /// stores run on this thread: waking a second core costs tens of µs on an idle
+    /// machine and milliseconds on a busy one (measured, BENCHMARKS.md), more than
+    /// such work takes, and it is what made one count's time swing. Work that reads
+    /// events on a large store (`heavy`) uses one helper task per extra core (not one
+    /// task per shard); every participant, this thread included, takes the next
+    /// unclaimed shard, so a helper that wakes late finds its share already done.
+    pub(crate) fn query_shards<T: Send>(
+        &self,
+        heavy: bool,
+        work: impl Fn(&Shard) -> T + Sync,
+    ) -> Vec<T> {
+        if !heavy {
+            return self
+                .shards
+                .iter()
+                .map(|shard| work(&shard.read()))
+                .collect();
+        }
+        self.fan_out(|index| work(&self.shards[index].read()))
+    }
+
+    /// `work(shard index)` for every shard, results in shard order, fanned out as
+    /// described on [`Engine::query_shards`]. `work` takes its own shard lock.
+    pub(crate) fn fan_out<T: Send>(&self, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+        let shard_count = self.shards.len();
+        let threads = rayon::current_num_threads().min(shard_count);
+        let estimated_profiles = self.shards[0].read().live.len() * shard_count as u64;
+        if threads <= 1 || estimated_profiles < FAN_OUT_MIN_PROFILES {
+            return (0..shard_count).map(&work).collect();
+        }
+        let next = AtomicUsize::new(0);
+        let slots: Vec<parking_lot::Mutex<Option<T>>> =
+            (0..shard_count).map(|_| Default::default()).collect();
+        let run = || loop {
+            let index = next.fetch_add(1, Ordering::Relaxed);
+            if index >= shard_count {
+                break;
+            }
+            let value = work(index);
+            *slots[index].lock() = Some(value);
+        };
+        let run = &run;
+        rayon::in_place_scope(|scope| {
+            for _ in 1..threads {
+                scope.spawn(move |_| run());
+            }
+            run();
+        });
+        slots
+            .into_iter()
+            .map(|slot| slot.into_inner().expect("every shard was claimed and run"))
+            .collect()
     }
 
     /// Compiles a rule against the current schema and segments (for repeated
@@ -114,15 +222,14 @@ impl Engine {
             && matches(condition, &shard, profile.local, self.clock.now_ms())
     }
 
-    /// Count only, for benches and the demo command.
+    /// Count only, for benches and the demo command (plan cache, no sample).
     pub fn count_rule(&self, rule: &Rule) -> Result<u64, EngineError> {
-        let condition = {
-            let registry = self.registry.read();
-            self.compile_for(&registry, None, rule)?
-        };
+        let condition = self.ad_hoc_condition(RuleInput::Ast(rule.clone()))?;
         let now_ms = self.clock.now_ms();
         Ok(self
-            .map_shards(|shard| matching(&condition, shard, &shard.live, now_ms).len())
+            .query_shards(reads_events(&condition), |shard| {
+                count_sample(&condition, shard, &shard.live, now_ms, 0).0
+            })
             .into_iter()
             .sum())
     }

@@ -12,13 +12,18 @@
 //!
 //! Names and property names are interned per shard; `with_event[name]` holds the
 //! profiles that ever performed the event, so behavioral conditions only look at
-//! profiles that can match differently from "no events at all".
+//! profiles that can match differently from "no events at all"; `index` (per name:
+//! profiles per day of stored events, and per lifetime-count level) narrows them
+//! further by window and count (see `events::index`).
 //!
 //! Retention: events older than `now - retention` are not stored (they still count in
 //! the lifetime aggregates) and are removed by `expire`, which sweeps a bounded number
 //! of profiles per call, and when a profile receives a new event.
 
+pub mod index;
+
 use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES};
+use index::NameIndex;
 use roaring::RoaringBitmap;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -640,6 +645,8 @@ pub struct EventStore {
     pub(crate) profiles: Vec<Option<Box<ProfileEvents>>>,
     /// Per event name: profiles that ever performed it (lifetime).
     with_event: Vec<RoaringBitmap>,
+    /// Per event name: day and count-level bitmaps (supersets; see `events::index`).
+    index: Vec<NameIndex>,
     /// Next local id the expiry sweep looks at.
     sweep_cursor: usize,
     stats: EventStats,
@@ -712,6 +719,7 @@ impl EventStore {
             property_list: Vec::new(),
             profiles: Vec::new(),
             with_event: Vec::new(),
+            index: Vec::new(),
             sweep_cursor: 0,
             stats: EventStats::default(),
             max_profile_bytes: MAX_EVENT_BYTES_PER_PROFILE,
@@ -788,6 +796,7 @@ impl EventStore {
         self.names.insert(name.into(), id);
         self.name_list.push(name.into());
         self.with_event.push(RoaringBitmap::new());
+        self.index.push(NameIndex::default());
         id
     }
 
@@ -806,6 +815,21 @@ impl EventStore {
         self.with_event
             .get(name.0 as usize)
             .unwrap_or_else(|| EMPTY_BITMAP.get_or_init(RoaringBitmap::new))
+    }
+
+    /// A superset of the profiles with a stored event `name` in `[from_ms, to_ms]`.
+    pub fn active_between(&self, name: EventNameId, from_ms: i64, to_ms: i64) -> RoaringBitmap {
+        self.index
+            .get(name.0 as usize)
+            .map_or_else(RoaringBitmap::new, |index| {
+                index.active_between(from_ms, to_ms)
+            })
+    }
+
+    /// A superset of the profiles that did `name` at least `count` times in their
+    /// lifetime, when one narrower than [`EventStore::profiles_with`] is kept.
+    pub fn at_least(&self, name: EventNameId, count: u64) -> Option<&RoaringBitmap> {
+        self.index.get(name.0 as usize)?.at_least(count)
     }
 
     fn profile(&self, local: u32) -> Option<&ProfileEvents> {
@@ -912,6 +936,7 @@ impl EventStore {
         };
         self.with_event[name.0 as usize].insert(local);
         let profile = self.profile_mut(local);
+        let before = profile.lifetime(name).map_or(0, |lifetime| lifetime.count);
         profile.add_lifetime(
             name,
             Lifetime {
@@ -920,6 +945,8 @@ impl EventStore {
                 last_ms: time_ms,
             },
         );
+        self.index[name.0 as usize].counted(local, before, before + 1);
+        let profile = self.profile_mut(local);
         if !stored {
             self.stats.arrived_expired += 1;
             return false;
@@ -954,6 +981,8 @@ impl EventStore {
         };
         profile.properties.extend_from_slice(encoded);
         profile.insert_record(record);
+        self.index[name.0 as usize].stored(local, time_ms);
+        let profile = self.profile_mut(local);
         let limit = MAX_EVENTS_PER_PROFILE.min(profile.events_within_bytes(max_bytes));
         let dropped = profile.drop_oldest_beyond(limit);
         self.stats.dropped_over_limit += dropped as u64;
@@ -1007,6 +1036,7 @@ impl EventStore {
             self.stats.stored -= profile.events.len() as u64;
             for (name, _) in &profile.lifetime {
                 self.with_event[name.0 as usize].remove(local);
+                self.index[name.0 as usize].remove(local);
             }
         }
     }
@@ -1060,7 +1090,10 @@ impl EventStore {
                 continue;
             }
             let name = self.intern_name(&event);
-            self.profile_mut(local).add_lifetime(name, lifetime);
+            let profile = self.profile_mut(local);
+            let before = profile.lifetime(name).map_or(0, |lifetime| lifetime.count);
+            profile.add_lifetime(name, lifetime);
+            self.index[name.0 as usize].counted(local, before, before + lifetime.count);
             self.with_event[name.0 as usize].insert(local);
         }
     }
@@ -1073,6 +1106,9 @@ impl EventStore {
             return 0;
         }
         let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
+        for index in &mut self.index {
+            index.expire(cutoff_ms);
+        }
         let mut removed = 0u64;
         for _ in 0..profile_budget.min(self.profiles.len()) {
             if self.sweep_cursor >= self.profiles.len() {
@@ -1128,6 +1164,7 @@ impl EventStore {
                     return Err(format!("profile {local}: events out of order"));
                 }
                 previous = Some((event.name, event.time_ms));
+                store.index[event.name.0 as usize].stored(local as u32, event.time_ms);
                 let start = event.properties_start as usize;
                 let end = start
                     .checked_add(event.properties_len as usize)
@@ -1142,6 +1179,7 @@ impl EventStore {
                     return Err(format!("profile {local}: bad lifetime aggregate"));
                 }
                 store.with_event[name.0 as usize].insert(local as u32);
+                store.index[name.0 as usize].counted(local as u32, 0, lifetime.count);
             }
             store.stats.stored += profile.events.len() as u64;
         }
@@ -1160,7 +1198,12 @@ impl EventStore {
             .with_event
             .iter()
             .map(|bitmap| bitmap.serialized_size())
-            .sum();
+            .sum::<usize>()
+            + self
+                .index
+                .iter()
+                .map(NameIndex::memory_bytes)
+                .sum::<usize>();
         profiles
             + self.profiles.capacity() * std::mem::size_of::<Option<Box<ProfileEvents>>>()
             + bitmaps

@@ -14,7 +14,7 @@
 //!   string, number with number exactly, boolean with boolean); a missing property or
 //!   one of another kind makes the comparison false, as for traits.
 
-use crate::events::{EventStore, EventView, PropertyValue};
+use crate::events::{EventNameId, EventStore, EventView, PropertyValue};
 use crate::ids::LocalId;
 use crate::segment::ast::{AggregateFunction, CountOp, Literal, Performed, TextOp};
 use crate::segment::compile::{EventCondition, EventWindow, PropertyFilter};
@@ -64,8 +64,9 @@ pub(crate) fn event_name(condition: &EventCondition) -> &str {
     }
 }
 
-/// Profiles of `universe` matching a behavioral condition: only profiles that ever did
-/// the event are examined one by one; the rest are decided at once.
+/// Profiles of `universe` matching a behavioral condition. Only candidates (see
+/// [`candidates`]) are examined one by one; everyone else gets the answer of a profile
+/// without events, decided at once.
 pub fn matching(
     condition: &EventCondition,
     shard: &Shard,
@@ -73,21 +74,60 @@ pub fn matching(
     now_ms: i64,
 ) -> RoaringBitmap {
     let events = &shard.events;
-    let with_event = match events.event_name_id(event_name(condition)) {
-        Some(name) => universe & events.profiles_with(name),
-        None => RoaringBitmap::new(),
+    let Some(name) = events.event_name_id(event_name(condition)) else {
+        return if matches_without_events(condition) {
+            universe.clone()
+        } else {
+            RoaringBitmap::new()
+        };
     };
+    let candidates = candidates(condition, events, name, universe, now_ms);
     let mut result = if matches_without_events(condition) {
-        universe - &with_event
+        universe - &candidates
     } else {
         RoaringBitmap::new()
     };
-    let matched: Vec<u32> = with_event
+    let matched: Vec<u32> = candidates
         .iter()
-        .filter(|id| evaluate(condition, events, LocalId(*id), now_ms))
+        .filter(|id| evaluate(condition, events, name, LocalId(*id), now_ms))
         .collect();
     result |= RoaringBitmap::from_sorted_iter(matched).unwrap_or_default();
     result
+}
+
+/// The profiles of `universe` whose answer can differ from that of a profile without
+/// events: they did the event at all; for windowed counts and aggregates, they had a
+/// stored event of it on a day the window touches (no event in the window gives the
+/// same count, 0, and the same aggregate as no events at all); for `at least N` and
+/// `exactly N` (N ≥ 1), their lifetime count reached N (a window never holds more).
+/// The indexes behind these are supersets, so this is one too.
+pub fn candidates(
+    condition: &EventCondition,
+    events: &EventStore,
+    name: EventNameId,
+    universe: &RoaringBitmap,
+    now_ms: i64,
+) -> RoaringBitmap {
+    let mut candidates = universe & events.profiles_with(name);
+    if let EventCondition::Count {
+        count_op: CountOp::AtLeast | CountOp::Exactly,
+        count,
+        ..
+    } = condition
+    {
+        if let Some(level) = events.at_least(name, u64::from(*count)) {
+            candidates &= level;
+        }
+    }
+    if let EventCondition::Count { window, .. } | EventCondition::Aggregate { window, .. } =
+        condition
+    {
+        if *window != EventWindow::Lifetime && !candidates.is_empty() {
+            let (from, to) = window.range(now_ms);
+            candidates &= events.active_between(name, from, to);
+        }
+    }
+    candidates
 }
 
 /// Whether one profile matches a behavioral condition.
@@ -95,16 +135,19 @@ pub fn matches(condition: &EventCondition, shard: &Shard, local: LocalId, now_ms
     let events = &shard.events;
     match events.event_name_id(event_name(condition)) {
         Some(name) if events.profiles_with(name).contains(local.0) => {
-            evaluate(condition, events, local, now_ms)
+            evaluate(condition, events, name, local, now_ms)
         }
         _ => matches_without_events(condition),
     }
 }
 
-fn evaluate(condition: &EventCondition, events: &EventStore, local: LocalId, now_ms: i64) -> bool {
-    let Some(name) = events.event_name_id(event_name(condition)) else {
-        return matches_without_events(condition);
-    };
+fn evaluate(
+    condition: &EventCondition,
+    events: &EventStore,
+    name: EventNameId,
+    local: LocalId,
+    now_ms: i64,
+) -> bool {
     match condition {
         EventCondition::Count {
             filter,
@@ -172,6 +215,32 @@ fn evaluate(condition: &EventCondition, events: &EventStore, local: LocalId, now
                 None => false,
             }
         }
+    }
+}
+
+/// Profiles for which [`next_change_after`] can return an instant. Sliding-window
+/// counts and aggregates change only by a stored event leaving the window or a
+/// future-dated one entering it, so profiles without a stored event from the window's
+/// start on are left out; fixed windows and lifetime counts never change by time alone.
+pub fn timer_candidates(condition: &EventCondition, shard: &Shard, now_ms: i64) -> RoaringBitmap {
+    let events = &shard.events;
+    let Some(name) = events.event_name_id(event_name(condition)) else {
+        return RoaringBitmap::new();
+    };
+    match condition {
+        EventCondition::Count {
+            window: EventWindow::Last { span_ms },
+            ..
+        }
+        | EventCondition::Aggregate {
+            window: EventWindow::Last { span_ms },
+            ..
+        } => {
+            events.profiles_with(name)
+                & events.active_between(name, now_ms.saturating_sub(*span_ms), i64::MAX)
+        }
+        EventCondition::Performed { .. } => events.profiles_with(name).clone(),
+        EventCondition::Count { .. } | EventCondition::Aggregate { .. } => RoaringBitmap::new(),
     }
 }
 

@@ -15,7 +15,9 @@ use crate::ids::LocalId;
 use crate::segment::ast::{CompareOp, Recency};
 use crate::segment::behavior;
 use crate::segment::compile::{Condition, Predicate};
-use crate::store::column::{compare_numbers, ordering_satisfies, text_matches, Column, Number};
+use crate::store::column::{
+    compare_numbers, ordering_satisfies, text_matches, Column, ColumnData, Number,
+};
 use crate::store::Shard;
 use roaring::RoaringBitmap;
 
@@ -54,13 +56,8 @@ pub fn matching(
     }
     match condition {
         Condition::And(children) => {
-            let mut order: Vec<((u8, u64), &Condition)> = children
-                .iter()
-                .map(|child| ((cost_class(child), estimate(child, shard, universe)), child))
-                .collect();
-            order.sort_by_key(|(key, _)| *key);
             let mut current = universe.clone();
-            for (_, child) in order {
+            for child in and_order(children, shard, universe) {
                 current = matching(child, shard, &current, now_ms);
                 if current.is_empty() {
                     break;
@@ -98,10 +95,113 @@ pub fn matching(
     }
 }
 
-/// Profiles of `universe` matching `condition`, counted (the last `and` child is
-/// intersected without building its result when it is a plain bitmap).
-pub fn count(condition: &Condition, shard: &Shard, universe: &RoaringBitmap, now_ms: i64) -> u64 {
-    matching(condition, shard, universe, now_ms).len()
+/// The order `and` evaluates its children in: cheap classes first, then most selective.
+fn and_order<'a>(
+    children: &'a [Condition],
+    shard: &Shard,
+    universe: &RoaringBitmap,
+) -> Vec<&'a Condition> {
+    let mut order: Vec<((u8, u64), &Condition)> = children
+        .iter()
+        .map(|child| ((cost_class(child), estimate(child, shard, universe)), child))
+        .collect();
+    order.sort_by_key(|(key, _)| *key);
+    order.into_iter().map(|(_, child)| child).collect()
+}
+
+/// Profiles of `universe` matching `condition`: how many, and the first `sample` of
+/// them in id order. Same answer as [`matching`], but the last step of an `and` (or a
+/// lone leaf) that is one stored bitmap — a segment, a string value, a boolean,
+/// presence — is counted with `intersection_len` instead of being materialized.
+pub fn count_sample(
+    condition: &Condition,
+    shard: &Shard,
+    universe: &RoaringBitmap,
+    now_ms: i64,
+    sample: usize,
+) -> (u64, Vec<u32>) {
+    if universe.is_empty() {
+        return (0, Vec::new());
+    }
+    if let Condition::And(children) = condition {
+        let order = and_order(children, shard, universe);
+        if let Some((last, rest)) = order.split_last() {
+            if plain_bitmap(last, shard).is_some() {
+                let mut current = universe.clone();
+                for child in rest {
+                    current = matching(child, shard, &current, now_ms);
+                    if current.is_empty() {
+                        return (0, Vec::new());
+                    }
+                }
+                return count_sample(last, shard, &current, now_ms, sample);
+            }
+        }
+    }
+    if let Some(bitmap) = plain_bitmap(condition, shard) {
+        let count = universe.intersection_len(bitmap);
+        return (
+            count,
+            sample_of_intersection(universe, bitmap, count, sample),
+        );
+    }
+    let members = matching(condition, shard, universe, now_ms);
+    (members.len(), members.iter().take(sample).collect())
+}
+
+/// The first `sample` ids of `left ∩ right` (which holds `count` ids) without building
+/// the intersection when it is dense enough to find them quickly.
+fn sample_of_intersection(
+    left: &RoaringBitmap,
+    right: &RoaringBitmap,
+    count: u64,
+    sample: usize,
+) -> Vec<u32> {
+    if sample == 0 || count == 0 {
+        return Vec::new();
+    }
+    let (small, large) = if left.len() <= right.len() {
+        (left, right)
+    } else {
+        (right, left)
+    };
+    // Sparse intersections would walk most of `small`: build them instead.
+    if count.saturating_mul(64) < small.len() {
+        return (left & right).iter().take(sample).collect();
+    }
+    small
+        .iter()
+        .filter(|id| large.contains(*id))
+        .take(sample)
+        .collect()
+}
+
+/// The stored bitmap that *is* the answer of a leaf on the whole shard, when there is
+/// one (so `universe ∩ bitmap` is its answer on any universe).
+fn plain_bitmap<'a>(condition: &Condition, shard: &'a Shard) -> Option<&'a RoaringBitmap> {
+    match condition {
+        Condition::InSegment(segment) => shard.members_of(*segment),
+        Condition::Trait { column, predicate } => {
+            let column = shard.column(*column)?;
+            match predicate {
+                Predicate::Has => Some(&column.present),
+                Predicate::BooleanEqual { value: true } => match &column.data {
+                    ColumnData::Boolean { trues } => Some(trues),
+                    _ => None,
+                },
+                Predicate::StringEqualAny {
+                    values,
+                    negated: false,
+                } if values.len() == 1 => column.string_bitmap(&values[0]),
+                Predicate::ListAny {
+                    items,
+                    negated: false,
+                } if items.len() == 1 => column.list_bitmap(&items[0]),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// How expensive a condition is per candidate, coarsely: 0 = one bitmap operation
@@ -343,16 +443,16 @@ pub fn next_change_after(
 /// timestamp that a relative-time leaf reads, or that performed an event a behavioral
 /// leaf reads. For everyone else only new data can change the result, so recomputing a
 /// segment schedules timers for these alone.
-pub fn timer_candidates(condition: &Condition, shard: &Shard) -> RoaringBitmap {
+pub fn timer_candidates(condition: &Condition, shard: &Shard, now_ms: i64) -> RoaringBitmap {
     match condition {
         Condition::And(children) | Condition::Or(children) => {
             let mut union = RoaringBitmap::new();
             for child in children {
-                union |= timer_candidates(child, shard);
+                union |= timer_candidates(child, shard, now_ms);
             }
             union
         }
-        Condition::Not(child) => timer_candidates(child, shard),
+        Condition::Not(child) => timer_candidates(child, shard, now_ms),
         Condition::Trait {
             column,
             predicate: Predicate::TimestampRecent { .. },
@@ -360,11 +460,7 @@ pub fn timer_candidates(condition: &Condition, shard: &Shard) -> RoaringBitmap {
             .column(*column)
             .map(|column| column.present.clone())
             .unwrap_or_default(),
-        Condition::Event(event) => shard
-            .events
-            .event_name_id(behavior::event_name(event))
-            .map(|name| shard.events.profiles_with(name).clone())
-            .unwrap_or_default(),
+        Condition::Event(event) => behavior::timer_candidates(event, shard, now_ms),
         _ => RoaringBitmap::new(),
     }
 }

@@ -9,6 +9,7 @@ pub mod behavior;
 pub mod compile;
 pub mod evaluate;
 pub mod parser;
+pub mod plan_cache;
 pub mod printer;
 pub mod reference;
 pub mod registry;

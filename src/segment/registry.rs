@@ -9,6 +9,7 @@ use crate::events::NameHasherBuilder;
 use crate::ids::SegmentId;
 use crate::segment::ast::Rule;
 use crate::segment::compile::Condition;
+use crate::store::schema::next_generation;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -103,8 +104,10 @@ fn collect_segments(condition: &Condition, into: &mut HashSet<SegmentId>) {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Registry {
+    /// Changes with every put/remove (see `store::schema::next_generation`).
+    generation: u64,
     segments: BTreeMap<SegmentId, Arc<SegmentDefinition>>,
     by_name: HashMap<String, SegmentId>,
     pub(crate) next_id: u32,
@@ -118,7 +121,29 @@ pub struct Registry {
     time_dependent: Vec<SegmentId>,
 }
 
+impl Default for Registry {
+    fn default() -> Self {
+        Registry {
+            generation: next_generation(),
+            segments: BTreeMap::new(),
+            by_name: HashMap::new(),
+            next_id: 0,
+            dependencies: HashMap::new(),
+            order: Vec::new(),
+            by_trait: HashMap::default(),
+            by_event: HashMap::default(),
+            by_segment: HashMap::new(),
+            time_dependent: Vec::new(),
+        }
+    }
+}
+
 impl Registry {
+    /// Changes whenever a definition is added, replaced or removed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn get(&self, id: SegmentId) -> Option<&Arc<SegmentDefinition>> {
         self.segments.get(&id)
     }
@@ -205,6 +230,7 @@ impl Registry {
             }
         }
         self.segments.insert(id, Arc::new(definition));
+        self.generation = next_generation();
         self.rebuild();
     }
 
@@ -212,6 +238,7 @@ impl Registry {
         let removed = self.segments.remove(&id)?;
         self.by_name.remove(&removed.name);
         self.dependencies.remove(&id);
+        self.generation = next_generation();
         self.rebuild();
         Some(removed)
     }

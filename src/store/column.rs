@@ -806,6 +806,27 @@ impl Column {
         }
     }
 
+    /// The profiles holding exactly `value`, when the column keeps one bitmap per value
+    /// (dictionary columns; `None` for arena columns, which scan, and unknown values).
+    pub fn string_bitmap(&self, value: &str) -> Option<&RoaringBitmap> {
+        match &self.data {
+            ColumnData::Dictionary(dictionary) => dictionary
+                .code_of(value)
+                .map(|code| &dictionary.members[code as usize]),
+            _ => None,
+        }
+    }
+
+    /// The profiles whose list holds `item` (list columns).
+    pub fn list_bitmap(&self, item: &str) -> Option<&RoaringBitmap> {
+        match &self.data {
+            ColumnData::List {
+                lookup, members, ..
+            } => lookup.get(item).map(|code| &members[*code as usize]),
+            _ => None,
+        }
+    }
+
     /// How many profiles hold exactly `value` (an upper bound for arena columns).
     pub fn string_frequency(&self, value: &str) -> u64 {
         match &self.data {

@@ -4,6 +4,16 @@
 use crate::ids::ColumnId;
 use crate::store::value::TraitType;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A process-wide counter handing out generations: every change to a schema or a
+/// segment registry (and every new one) takes a fresh value, so a generation names one
+/// state for good, even across wholesale replacement (snapshot load). Compiled-plan
+/// caches key on it.
+pub fn next_generation() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
 
 /// Most distinct trait names the store accepts.
 pub const MAX_COLUMNS: usize = 10_000;
@@ -14,13 +24,29 @@ pub struct ColumnInfo {
     pub trait_type: TraitType,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Schema {
     by_name: HashMap<String, ColumnId>,
     columns: Vec<ColumnInfo>,
+    generation: u64,
+}
+
+impl Default for Schema {
+    fn default() -> Self {
+        Schema {
+            by_name: HashMap::new(),
+            columns: Vec::new(),
+            generation: next_generation(),
+        }
+    }
 }
 
 impl Schema {
+    /// Changes whenever a column is added or retyped (see [`next_generation`]).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn lookup(&self, name: &str) -> Option<(ColumnId, TraitType)> {
         self.by_name
             .get(name)
@@ -54,11 +80,13 @@ impl Schema {
             trait_type,
         });
         self.by_name.insert(name.to_string(), id);
+        self.generation = next_generation();
         id
     }
 
     /// Records that an integer column now holds floats.
     pub fn widen_to_float(&mut self, id: ColumnId) {
         self.columns[id.0 as usize].trait_type = TraitType::Float;
+        self.generation = next_generation();
     }
 }
