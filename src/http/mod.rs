@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod body;
 pub mod changes;
+pub mod console;
 pub mod error;
 pub mod ingest;
 pub mod membership;
@@ -76,6 +77,8 @@ pub struct ServiceOptions {
     /// When set, every mutation is written to its WAL before it is applied and
     /// acknowledged (see [`Writer`]).
     pub database: Option<Arc<crate::persist::Database>>,
+    /// Console session limits.
+    pub console: console::ConsoleOptions,
 }
 
 /// State shared by every handler.
@@ -87,6 +90,7 @@ pub struct ServiceState {
     pub webhooks: webhooks::Webhooks,
     pub snapshot: Option<Arc<dyn SnapshotHook>>,
     pub database: Option<Arc<crate::persist::Database>>,
+    pub console: console::Console,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
     in_flight: Arc<Semaphore>,
@@ -126,6 +130,7 @@ impl ServiceState {
             metrics,
             snapshot: options.snapshot,
             database: options.database,
+            console: console::Console::new(options.console),
             ready: AtomicBool::new(true),
             shutdown,
         })
@@ -294,7 +299,7 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-fn route(
+pub(crate) fn route(
     method: Method,
     path: &'static str,
     scope: Scope,
@@ -532,6 +537,7 @@ pub fn route_table() -> Vec<Route> {
             delete(webhooks::remove),
         ),
     ]);
+    routes.extend(console::routes());
     routes
 }
 
@@ -540,7 +546,7 @@ async fn check_scope(
     request: Request,
     next: Next,
 ) -> Response {
-    match state.keys.check(scope, request.headers()) {
+    match console::check(&state, scope, request.method(), request.headers()) {
         Ok(()) => next.run(request).await,
         Err(error) => error.into_response(),
     }
