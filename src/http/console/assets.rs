@@ -68,8 +68,11 @@ pub const DEV_DIR_ENV: &str = "SEGD_CONSOLE_DEV_DIR";
 
 fn serve(name: &str) -> Response {
     let Some((file, content_type, built_in)) = FILES.iter().find(|(file, ..)| *file == name) else {
-        return crate::http::error::ApiError::not_found("route_not_found", "no such console file")
-            .into_response();
+        return crate::http::error::ApiError::not_found(
+            "console_file_not_found",
+            "no such console file",
+        )
+        .into_response();
     };
     let body: String = match std::env::var_os(DEV_DIR_ENV) {
         Some(dir) => std::fs::read_to_string(std::path::Path::new(&dir).join(file))
