@@ -10,6 +10,7 @@
 pub mod auth;
 pub mod body;
 pub mod changes;
+pub mod console;
 pub mod error;
 pub mod ingest;
 pub mod membership;
@@ -97,6 +98,8 @@ pub struct ServiceOptions {
     pub allowed_hosts: Vec<String>,
     /// Test hook: called by the applier thread before each mutation.
     pub apply_hook: Option<crate::write::ApplyHook>,
+    /// Console session limits.
+    pub console: console::ConsoleOptions,
 }
 
 /// State shared by every handler.
@@ -110,6 +113,7 @@ pub struct ServiceState {
     pub database: Option<Arc<crate::persist::Database>>,
     pub allowed_hosts: Vec<String>,
     writes: WritePath,
+    pub console: console::Console,
     ready: AtomicBool,
     shutdown: watch::Sender<bool>,
     in_flight: Arc<Semaphore>,
@@ -159,6 +163,7 @@ impl ServiceState {
             database: options.database,
             allowed_hosts: options.allowed_hosts,
             writes,
+            console: console::Console::new(options.console),
             ready: AtomicBool::new(true),
             shutdown,
         })
@@ -245,7 +250,7 @@ pub struct Route {
     pub handler: MethodRouter<AppState>,
 }
 
-fn route(
+pub(crate) fn route(
     method: Method,
     path: &'static str,
     scope: Scope,
@@ -490,6 +495,7 @@ pub fn route_table() -> Vec<Route> {
             post(webhooks::rotate_secret),
         ),
     ]);
+    routes.extend(console::routes());
     routes
 }
 
@@ -509,7 +515,7 @@ async fn check_scope(
         .into_response();
     }
     let mut request = request;
-    match state.keys.check_or_defer(scope, request.headers()) {
+    match console::check(&state, scope, request.method(), request.headers()) {
         Ok(deferred) => {
             if let Some(mark) = deferred {
                 request.extensions_mut().insert(mark);

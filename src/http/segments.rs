@@ -235,7 +235,13 @@ pub async fn preview(
         ));
     }
     let rule = rule_input(body.rule)?;
-    let preview = blocking(&state, move |engine| engine.preview(rule, sample_size)).await??;
+    let text = match &rule {
+        RuleInput::Text(text) => Some(text.clone()),
+        RuleInput::Ast(_) => None,
+    };
+    let preview = blocking(&state, move |engine| engine.preview(rule, sample_size))
+        .await?
+        .map_err(|error| crate::http::console::spans::rule_error(text.as_deref(), error))?;
     Ok(Json(json!({
         "count": preview.count,
         "sample": preview.sample,
