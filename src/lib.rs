@@ -16,5 +16,6 @@ pub mod index;
 pub mod ingest;
 pub mod mmap;
 pub mod persist;
+pub mod progress;
 pub mod segment;
 pub mod store;
