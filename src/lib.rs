@@ -19,3 +19,4 @@ pub mod persist;
 pub mod progress;
 pub mod segment;
 pub mod store;
+pub mod telemetry;

@@ -384,6 +384,14 @@ async fn run(config: ServeConfig) -> ExitCode {
     .await;
     let (database, webhook_registrations) = match opened {
         Ok(Ok((database, report))) => {
+            segd::telemetry::record_recovery(segd::telemetry::RecoveryFigures {
+                snapshot_bytes: report.snapshot_bytes,
+                snapshot_load_s: report.load_time.as_secs_f64(),
+                replayed_records: report.replayed_records,
+                replayed_messages: report.replayed_messages,
+                replay_s: report.replay_time.as_secs_f64(),
+                replay_errors: report.replay_errors,
+            });
             tracing::info!(
                 snapshot_bytes = report.snapshot_bytes,
                 replayed_records = report.replayed_records,

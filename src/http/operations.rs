@@ -25,9 +25,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let figures = state.webhooks.figures();
+    let inputs = crate::http::metrics::ScrapeInputs {
+        webhooks: state.webhooks.figures(),
+        wal: state
+            .database
+            .as_ref()
+            .map(|database| database.wal_status()),
+    };
     let metrics = state.metrics.clone();
-    let text = blocking(&state, move |engine| metrics.render(engine, &figures)).await?;
+    let text = blocking(&state, move |engine| metrics.render(engine, &inputs)).await?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -525,6 +525,7 @@ impl Database {
                 // The erasure is still only in older files: keep the flag for next time.
                 self.ingest.lock().erased_since_snapshot |= erased;
                 tracing::error!(%source, "snapshot failed; the previous snapshot stays in use");
+                crate::telemetry::record_snapshot_failure();
                 return Err(PersistError::Io {
                     path: data_dir.join(snapshot::snapshot_name(encoded.covered_lsn)),
                     source,
@@ -539,12 +540,14 @@ impl Database {
         };
         let (removed_snapshots, removed_wal_segments) =
             recovery::remove_obsolete(data_dir, keep).map_err(io_error(data_dir))?;
+        let total = started.elapsed();
+        crate::telemetry::record_snapshot(total, pause, encoded.bytes());
         Ok(SnapshotReport {
             path,
             covered_lsn: encoded.covered_lsn,
             bytes: encoded.bytes(),
             pause,
-            total: started.elapsed(),
+            total,
             removed_snapshots,
             removed_wal_segments,
         })
