@@ -41,6 +41,11 @@ pub fn load_demo(
     let events_loaded = AtomicU64::new(0);
     const CHUNK: u64 = 1_024;
     let threads = threads.max(1);
+    let progress = crate::progress::phase(
+        "loading demo profiles",
+        Some(count),
+        crate::progress::Unit::Items,
+    );
     let results: Vec<Result<(), EngineError>> = std::thread::scope(|scope| {
         let workers: Vec<_> = (0..threads)
             .map(|_| {
@@ -71,6 +76,7 @@ pub fn load_demo(
                                 events_loaded.fetch_add(wanted as u64, Ordering::Relaxed);
                             }
                         }
+                        progress.inc((start + CHUNK).min(count) - start);
                     }
                 })
             })

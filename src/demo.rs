@@ -442,7 +442,7 @@ impl DemoGenerator {
 }
 
 /// About a dozen realistic segments as `(name, rule text, description)`, in the rule text
-/// syntax of DESIGN.md. Segments referenced by others ("vip", "churned") come first.
+/// syntax of the README. Segments referenced by others ("vip", "churned") come first.
 pub fn demo_segments() -> Vec<(&'static str, &'static str, &'static str)> {
     vec![
         (

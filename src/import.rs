@@ -1173,7 +1173,13 @@ pub fn import_csv(
 fn evaluate_segments(engine: &Engine, record_changes: bool) -> Duration {
     let started = Instant::now();
     let order = engine.registry.read().order().to_vec();
+    let progress = crate::progress::phase(
+        "evaluating segments",
+        Some(order.len() as u64),
+        crate::progress::Unit::Items,
+    );
     for id in order {
+        progress.inc(1);
         let changes = engine.recompute(id);
         if record_changes {
             engine.record(&changes, crate::changes::Cause::Event);

@@ -16,6 +16,8 @@ pub mod index;
 pub mod ingest;
 pub mod mmap;
 pub mod persist;
+pub mod progress;
 pub mod segment;
 pub mod store;
+pub mod telemetry;
 pub mod write;

@@ -2,7 +2,10 @@
 //! evaluate a rule from the command line). Other subcommands (`import`, `inspect`) sit
 //! beside these as further variants of [`Command`].
 
+mod cli;
+
 use clap::{Args, Parser, Subcommand};
+use cli::logging::LogFormat;
 use segd::bulk::{default_threads, load_demo};
 use segd::clock::SystemClock;
 use segd::config::WalFsync;
@@ -23,6 +26,10 @@ use std::time::{Duration, Instant};
     about = "In-memory real-time customer segmentation engine"
 )]
 struct Cli {
+    /// Log lines as text or as one JSON object per line (for log shippers); `RUST_LOG`
+    /// filters them (default `info`, e.g. `RUST_LOG=segd=debug,tower_http=warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "SEGD_LOG_FORMAT")]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,14 +93,8 @@ struct EvalArgs {
 const DEMO_SEED: u64 = 42;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    cli::logging::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(*args),
         Command::Eval(args) => eval(args),
@@ -105,7 +106,7 @@ fn main() -> ExitCode {
 /// Loads demo profiles and creates the demo segments; prints what it did.
 fn load_demo_data(engine: &Engine, profiles: u64, events_per_profile: usize) -> DemoGenerator {
     let generator = DemoGenerator::with_now_ms(DEMO_SEED, engine.now_ms());
-    eprintln!("loading {profiles} demo profiles ...");
+    tracing::info!(profiles, "loading demo profiles");
     match load_demo(
         engine,
         &generator,
@@ -113,31 +114,38 @@ fn load_demo_data(engine: &Engine, profiles: u64, events_per_profile: usize) -> 
         events_per_profile,
         default_threads(),
     ) {
-        Ok(report) => eprintln!(
-            "loaded {} profiles and {} events in {:.1} s",
-            report.profiles,
-            report.events,
-            report.elapsed.as_secs_f64()
+        Ok(report) => tracing::info!(
+            profiles = report.profiles,
+            events = report.events,
+            elapsed_s = report.elapsed.as_secs_f64(),
+            "demo profiles loaded"
         ),
-        Err(error) => eprintln!("demo data did not load completely: {error}"),
+        Err(error) => tracing::error!(%error, "demo data did not load completely"),
     }
-    for (name, rule, description) in demo_segments() {
+    let segments = demo_segments();
+    let progress = segd::progress::phase(
+        "creating demo segments",
+        Some(segments.len() as u64),
+        segd::progress::Unit::Items,
+    );
+    for (name, rule, description) in segments {
         let started = Instant::now();
         match engine.create_segment(name, description, Some(RuleInput::Text(rule.to_string()))) {
-            Ok(summary) => eprintln!(
-                "  segment {:<32} {:>9} members  ({:.1} ms)",
-                name,
-                summary.count,
-                started.elapsed().as_secs_f64() * 1e3
+            Ok(summary) => tracing::info!(
+                segment = name,
+                members = summary.count,
+                elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                "demo segment created"
             ),
-            Err(error) => eprintln!("  segment {name:<32} not created: {error}"),
+            Err(error) => tracing::error!(segment = name, %error, "demo segment not created"),
         }
+        progress.inc(1);
     }
     generator
 }
 
 fn import(args: ImportArgs) -> ExitCode {
-    use std::io::Write as _;
+    cli::progress_bars::install_if_terminal();
     let _lock = match segd::persist::files::DataDirLock::acquire(&args.data_dir) {
         Ok(lock) => lock,
         Err(error) => {
@@ -167,18 +175,14 @@ fn import(args: ImportArgs) -> ExitCode {
         threads: args.threads.unwrap_or_else(default_threads).max(1),
         ..segd::import::ImportOptions::default()
     };
+    let total_bytes = std::fs::metadata(&args.file).map_or(0, |metadata| metadata.len());
+    let reading = segd::progress::phase(
+        "reading and applying rows",
+        Some(total_bytes),
+        segd::progress::Unit::Bytes,
+    );
     let mut progress = |progress: &segd::import::Progress| {
-        let fraction = progress.bytes_read as f64 / progress.total_bytes.max(1) as f64;
-        let filled = (fraction * 40.0).round() as usize;
-        eprint!(
-            "\r[{}{}] {:>5.1}%  {} rows  {:.1} s",
-            "#".repeat(filled.min(40)),
-            " ".repeat(40 - filled.min(40)),
-            fraction * 100.0,
-            progress.rows,
-            progress.elapsed_ms as f64 / 1e3
-        );
-        let _ = std::io::stderr().flush();
+        reading.set_position(progress.bytes_read);
     };
     let result = segd::import::import_path(
         database.engine(),
@@ -186,7 +190,7 @@ fn import(args: ImportArgs) -> ExitCode {
         &import_options,
         &mut progress,
     );
-    eprintln!();
+    drop(reading);
     let (format, summary) = match result {
         Ok(done) => done,
         Err(error) => {
@@ -236,7 +240,9 @@ fn eval(args: EvalArgs) -> ExitCode {
         shards: args.shards.clamp(1, segd::config::MAX_SHARDS),
         ..EngineOptions::default()
     });
+    cli::progress_bars::install_if_terminal();
     load_demo_data(&engine, args.demo_profiles, args.demo_events_per_profile);
+    cli::progress_bars::uninstall();
     let rule = if args.rule.trim_start().starts_with('{') {
         match serde_json::from_str(&args.rule) {
             Ok(ast) => RuleInput::Ast(ast),
@@ -290,24 +296,19 @@ fn serve(args: ServeArgs) -> ExitCode {
 }
 
 fn warn_open_scopes(config: &ServeConfig) {
-    let banner = "!".repeat(78);
     if config.keys.none_configured() {
-        eprintln!("{banner}");
-        eprintln!(
-            "!! WARNING: segd is running OPEN (no keys) — anyone who can reach {} can read,",
+        tracing::warn!(
+            listen = %config.listen,
+            "segd is running OPEN (no keys): anyone who can reach {} can read, change and \
+             erase all data; configure --write-key, --read-key and --admin-key (or \
+             SEGD_*_KEY) to close it",
             config.listen
         );
-        eprintln!(
-            "!! change and erase all data. Configure --write-key, --read-key and --admin-key"
-        );
-        eprintln!("!! (or SEGD_*_KEY) to close it.");
-        eprintln!("{banner}");
-        tracing::warn!("running without keys: every scope is open");
         return;
     }
     for scope in config.keys.admin_only_scopes() {
-        eprintln!(
-            "note: no {} key is configured; {} endpoints accept only admin keys",
+        tracing::info!(
+            "no {} key is configured; {} endpoints accept only admin keys",
             scope.name(),
             scope.name()
         );
@@ -412,6 +413,9 @@ async fn run(config: ServeConfig) -> ExitCode {
             }
         },
     };
+    // Bars for recovery (snapshot load, WAL replay) and the demo load; removed once the
+    // server is up so periodic snapshots only log.
+    let bars = cli::progress_bars::install_if_terminal();
     let fsync = match config.wal_fsync {
         WalFsync::Always => FsyncPolicy::Always,
         WalFsync::Interval(interval) => FsyncPolicy::IntervalMs(interval.as_millis() as u64),
@@ -428,7 +432,21 @@ async fn run(config: ServeConfig) -> ExitCode {
     .await;
     let (database, webhook_registrations) = match opened {
         Ok(Ok((database, report))) => {
-            eprintln!("{report}");
+            segd::telemetry::record_recovery(segd::telemetry::RecoveryFigures {
+                snapshot_bytes: report.snapshot_bytes,
+                snapshot_load_s: report.load_time.as_secs_f64(),
+                replayed_records: report.replayed_records,
+                replayed_messages: report.replayed_messages,
+                replay_s: report.replay_time.as_secs_f64(),
+                replay_errors: report.replay_errors,
+            });
+            tracing::info!(
+                snapshot_bytes = report.snapshot_bytes,
+                replayed_records = report.replayed_records,
+                load_ms = report.load_time.as_secs_f64() * 1e3,
+                replay_ms = report.replay_time.as_secs_f64() * 1e3,
+                "recovered: {report}"
+            );
             let registrations = http::webhooks::recovered_registrations(
                 &report.application_state,
                 &report.application_records,
@@ -439,9 +457,10 @@ async fn run(config: ServeConfig) -> ExitCode {
             (Arc::new(database), registrations)
         }
         Ok(Err(error)) => {
-            eprintln!(
-                "segd serve: cannot open data directory {}: {error}",
-                config.data_dir.display()
+            tracing::error!(
+                data_dir = %config.data_dir.display(),
+                %error,
+                "cannot open the data directory"
             );
             return ExitCode::FAILURE;
         }
@@ -468,7 +487,7 @@ async fn run(config: ServeConfig) -> ExitCode {
     let listener = match tokio::net::TcpListener::bind(config.listen).await {
         Ok(listener) => listener,
         Err(error) => {
-            eprintln!("segd serve: cannot listen on {}: {error}", config.listen);
+            tracing::error!(listen = %config.listen, %error, "cannot listen");
             return ExitCode::FAILURE;
         }
     };
@@ -498,10 +517,10 @@ async fn run(config: ServeConfig) -> ExitCode {
     // by a snapshot (it is bulk-loaded, not written record by record to the WAL).
     let load_demo = config.demo && engine.profile_count() == 0 && engine.list_segments().is_empty();
     if config.demo && !load_demo {
-        eprintln!(
-            "--demo: {} already holds data ({} profiles); not loading the demo set again",
-            config.data_dir.display(),
-            engine.profile_count()
+        tracing::info!(
+            data_dir = %config.data_dir.display(),
+            profiles = engine.profile_count(),
+            "--demo: the data directory already holds data; not loading the demo set again"
         );
     }
     if load_demo {
@@ -516,16 +535,22 @@ async fn run(config: ServeConfig) -> ExitCode {
                 demo_config.demo_events_per_profile,
             );
             if let Err(error) = demo_database.snapshot_now() {
-                eprintln!("the demo data could not be snapshotted: {error}");
+                tracing::error!(%error, "the demo data could not be snapshotted");
+            }
+            if bars {
+                cli::progress_bars::uninstall();
             }
             loader_state.set_ready(true);
-            eprintln!(
+            tracing::info!(
                 "{}",
                 curl_examples(&demo_config, &generator.profile(0).user_id)
             );
         });
     } else {
-        eprintln!("{}", curl_examples(&config, "some-user-id"));
+        if bars {
+            cli::progress_bars::uninstall();
+        }
+        tracing::info!("{}", curl_examples(&config, "some-user-id"));
     }
     match http::serve(listener, state, http::shutdown_signal()).await {
         Ok(()) => {
@@ -533,7 +558,7 @@ async fn run(config: ServeConfig) -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("segd serve: {error}");
+            tracing::error!(%error, "the server stopped with an error");
             ExitCode::FAILURE
         }
     }

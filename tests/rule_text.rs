@@ -89,7 +89,7 @@ fn assert_round_trip(rule: &Rule) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The README / DESIGN examples
+// The README / docs examples
 
 #[test]
 fn readme_examples_parse_to_expected_asts() {

@@ -176,6 +176,9 @@ struct Inner {
     next_sequence: u64,
     /// Newest time seen by `append` or `expire`, the reference for age retention.
     latest_time_ms: i64,
+    /// Entries and exits ever appended, per segment id (for `/metrics`; bounded by the
+    /// segments ever defined).
+    transitions: std::collections::BTreeMap<u32, [u64; 2]>,
 }
 
 impl Inner {
@@ -234,6 +237,7 @@ impl ChangeLog {
                 entries: VecDeque::new(),
                 next_sequence,
                 latest_time_ms: i64::MIN,
+                transitions: std::collections::BTreeMap::new(),
             }),
             appended: Condvar::new(),
             head_sender,
@@ -259,6 +263,11 @@ impl ChangeLog {
             let sequence = inner.next_sequence;
             inner.next_sequence += 1;
             inner.latest_time_ms = inner.latest_time_ms.max(pending.time_ms);
+            let kind_index = match pending.kind {
+                ChangeKind::Entered => 0,
+                ChangeKind::Exited => 1,
+            };
+            inner.transitions.entry(pending.segment_id).or_default()[kind_index] += 1;
             inner.entries.push_back(Change {
                 sequence,
                 time_ms: pending.time_ms,
@@ -286,6 +295,16 @@ impl ChangeLog {
         drop(inner);
         self.appended.notify_all();
         Some(first..=last)
+    }
+
+    /// `(segment id, entries, exits)` ever appended to this log, by segment id.
+    pub fn transitions_by_segment(&self) -> Vec<(u32, u64, u64)> {
+        let inner = self.inner.lock();
+        inner
+            .transitions
+            .iter()
+            .map(|(segment, [entered, exited])| (*segment, *entered, *exited))
+            .collect()
     }
 
     /// Changes with `sequence > after` (only those of `segment` when given), at most
@@ -420,6 +439,19 @@ mod tests {
             retention_count,
             retention_age_ms,
         }
+    }
+
+    #[test]
+    fn transitions_count_every_change_even_after_retention_drops_it() {
+        let log = ChangeLog::new(options(2, DAY_MS), 1);
+        let exit = |time_ms, segment_id, profile| PendingChange {
+            kind: ChangeKind::Exited,
+            ..pending(time_ms, segment_id, profile)
+        };
+        log.append([pending(1, 7, "a"), pending(2, 7, "b"), pending(3, 9, "a")]);
+        log.append([exit(4, 7, "a")]);
+        assert_eq!(log.len(), 2, "retention keeps two");
+        assert_eq!(log.transitions_by_segment(), vec![(7, 2, 1), (9, 1, 0)]);
     }
 
     fn sequences(result: &ReadResult) -> Vec<u64> {

@@ -129,9 +129,11 @@ struct StreamState {
     _slot: StreamSlot,
 }
 
-/// Holds one of the bounded SSE slots and the active-stream gauge while a stream lives.
+/// Holds one of the bounded SSE slots, the active-stream gauge and the stream's entry in
+/// the lag figures while a stream lives.
 struct StreamSlot {
     state: AppState,
+    stream: u64,
     _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -141,6 +143,7 @@ impl Drop for StreamSlot {
             .metrics
             .sse_streams_active
             .fetch_sub(1, Ordering::Relaxed);
+        self.state.metrics.sse_closed(self.stream);
     }
 }
 
@@ -193,6 +196,7 @@ pub async fn stream(
         buffer: VecDeque::new(),
         finished: false,
         _slot: StreamSlot {
+            stream: state.metrics.sse_opened(after),
             state: state.clone(),
             _permit: permit,
         },
@@ -210,6 +214,11 @@ pub async fn stream(
             match log.read(stream.after, stream.segment, SSE_READ_BATCH) {
                 Ok(result) => {
                     stream.after = result.next_after;
+                    // Counted as sent once read into the buffer (≤ one batch early).
+                    stream
+                        .state
+                        .metrics
+                        .sse_sent_through(stream._slot.stream, result.next_after);
                     for change in &result.changes {
                         let data = serde_json::to_string(change).unwrap_or_default();
                         stream.buffer.push_back(

@@ -534,11 +534,14 @@ async fn observe(State(state): State<AppState>, request: Request, next: Next) ->
     let response = next.run(request).await;
     let status = response.status().as_u16();
     let route = matched.as_ref().map_or("unmatched", |path| path.as_str());
-    state.metrics.count_request(route, status);
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    state
+        .metrics
+        .observe_request(route, &method, status, elapsed_us);
     if let Some(ErrorCode(code)) = response.extensions().get::<ErrorCode>() {
         state.metrics.count_rejection(code);
     }
-    tracing::debug!(%method, route, status, elapsed_us = started.elapsed().as_micros() as u64, "request");
+    tracing::debug!(%method, route, status, elapsed_us, "request");
     response
 }
 

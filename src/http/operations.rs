@@ -34,9 +34,15 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 }
 
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
-    let figures = state.webhooks.figures();
+    let inputs = crate::http::metrics::ScrapeInputs {
+        webhooks: state.webhooks.figures(),
+        wal: state
+            .database
+            .as_ref()
+            .map(|database| database.wal_status()),
+    };
     let metrics = state.metrics.clone();
-    let mut text = blocking(&state, move |engine| metrics.render(engine, &figures)).await?;
+    let mut text = blocking(&state, move |engine| metrics.render(engine, &inputs)).await?;
     render_faults(&state, &mut text);
     Ok((
         [(
@@ -82,12 +88,7 @@ fn render_faults(state: &AppState, out: &mut String) {
             "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
         );
     };
-    gauge(
-        out,
-        "segd_wal_failed",
-        "1 when the write-ahead log has failed and writes are refused (until a restart).",
-        u64::from(wal_failure(state).is_some()),
-    );
+    // `segd_wal_failed` is rendered with the other WAL figures (`metrics::operations`).
     gauge(
         out,
         "segd_http_connections_open",

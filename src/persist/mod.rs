@@ -460,6 +460,7 @@ impl Database {
                 // The erasure is still only in older files: keep the flag for next time.
                 self.ingest.lock().erased_since_snapshot |= erased;
                 tracing::error!(%source, "snapshot failed; the previous snapshot stays in use");
+                crate::telemetry::record_snapshot_failure();
                 return Err(PersistError::Io {
                     path: data_dir.join(snapshot::snapshot_name(encoded.covered_lsn)),
                     source,
@@ -513,12 +514,14 @@ impl Database {
                 }
             }
         }
+        let total = started.elapsed();
+        crate::telemetry::record_snapshot(total, pause, bytes);
         Ok(SnapshotReport {
             path,
             covered_lsn,
             bytes,
             pause,
-            total: started.elapsed(),
+            total,
             removed_snapshots,
             removed_wal_segments,
             skipped,

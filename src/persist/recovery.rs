@@ -279,8 +279,16 @@ pub(crate) fn recover(
         options.engine.change_log,
         reserved_until.max(engine.changes.head()).saturating_add(1),
     );
+    let progress = crate::progress::phase(
+        "replaying the WAL",
+        Some(records.len() as u64),
+        crate::progress::Unit::Items,
+    );
     for (record, (lsn, _)) in records.into_iter().zip(&to_replay) {
         report.replayed_records += 1;
+        if report.replayed_records % 1_024 == 0 {
+            progress.set_position(report.replayed_records);
+        }
         if let Err(error) = replay(&engine, record, &mut report, &mut reserved_until) {
             report.replay_errors += 1;
             if report.replay_error_samples.len() < MAX_REPORTED_ERRORS {
@@ -290,6 +298,7 @@ pub(crate) fn recover(
             }
         }
     }
+    drop(progress);
     report.replay_time = replay_started.elapsed();
     report.next_lsn = expected;
     if report.replay_errors > 0 {

@@ -234,12 +234,21 @@ pub fn encode_snapshot(
             list.push((*entry.key(), profile.local.0));
         }
     }
+    let progress = crate::progress::phase(
+        "encoding snapshot shards",
+        Some(shard_count as u64),
+        crate::progress::Unit::Items,
+    );
     let shards: Vec<Vec<Section>> = engine
         .shards
         .par_iter()
         .zip(identity_entries.par_iter())
-        .map(|(shard, entries)| encode_shard(&shard.read(), entries))
+        .map(|(shard, entries)| {
+            let _advance = Advance(&progress);
+            encode_shard(&shard.read(), entries)
+        })
         .collect();
+    drop(progress);
     let metadata = Metadata {
         covered_lsn,
         reserved_sequences_until: reserved_sequences_until.max(engine.changes.head()),
@@ -581,6 +590,15 @@ fn encode_column(column: &Column) -> Vec<u8> {
     out.bytes
 }
 
+/// Advances a progress phase by one when a shard's work ends (also on an early return).
+struct Advance<'a>(&'a crate::progress::Phase);
+
+impl Drop for Advance<'_> {
+    fn drop(&mut self) {
+        self.0.inc(1);
+    }
+}
+
 /// Writes an encoded snapshot durably; returns its directory. A crash at any point
 /// leaves either no `snapshot-<lsn>` directory (only a `.tmp` one, removed at the next
 /// start) or a complete one. Failpoints (tests) sit after each fsync and rename.
@@ -602,10 +620,17 @@ pub fn write_snapshot(data_dir: &Path, encoded: &EncodedSnapshot) -> std::io::Re
             .map_err(|error| error.into_error())?
             .sync_all()
     };
+    let progress = crate::progress::phase(
+        "writing snapshot shards",
+        Some(encoded.shards.len() as u64),
+        crate::progress::Unit::Items,
+    );
     for (index, sections) in encoded.shards.iter().enumerate() {
         write(&shard_file_name(index), FileKind::Shard, sections)?;
+        progress.inc(1);
         failpoint("snapshot_after_shard_sync")?;
     }
+    drop(progress);
     // The manifest last: a directory without it is never taken for a snapshot.
     write(MANIFEST_FILE, FileKind::Manifest, &encoded.manifest)?;
     failpoint("snapshot_after_manifest_sync")?;
@@ -789,9 +814,15 @@ pub fn load_snapshot(
         (metadata.profile_count as usize).saturating_mul(keys_per_profile),
     );
     type DecodedShard = (Shard, Vec<(u128, u32)>, u64);
+    let progress = crate::progress::phase(
+        "loading snapshot shards",
+        Some(shard_count as u64),
+        crate::progress::Unit::Items,
+    );
     let decoded: Vec<Result<DecodedShard, SnapshotError>> = (0..shard_count)
         .into_par_iter()
         .map(|index| {
+            let _advance = Advance(&progress);
             let path = directory.join(shard_file_name(index));
             let mapped = MappedFile::open(&path).map_err(io_at(&path))?;
             let size = mapped.bytes().len() as u64;

@@ -481,7 +481,7 @@ impl Wal {
             let result = if self.injected(|faults| &faults.fail_syncs) {
                 Err(std::io::Error::other("injected fsync failure"))
             } else {
-                file.sync_data()
+                crate::telemetry::timed_fsync(|| file.sync_data())
             };
             progress = self.shared.progress.lock();
             progress.syncing = false;
@@ -521,7 +521,7 @@ impl Wal {
         let result = if self.injected(|faults| &faults.fail_syncs) {
             Err(std::io::Error::other("injected fsync failure"))
         } else {
-            appender.file.sync_data()
+            crate::telemetry::timed_fsync(|| appender.file.sync_data())
         };
         match result {
             Ok(()) => {
@@ -654,7 +654,7 @@ impl Syncer {
             let result = if injected {
                 Err(std::io::Error::other("injected fsync failure"))
             } else {
-                file.sync_data()
+                crate::telemetry::timed_fsync(|| file.sync_data())
             };
             match result {
                 Ok(()) => {

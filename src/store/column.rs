@@ -879,7 +879,8 @@ impl Column {
         let mut out = RoaringBitmap::new();
         for id in &candidates {
             if self.get_str(id).is_some_and(&predicate) {
-                out.push(id);
+                // Ids come in ascending order from the candidates, so appending holds.
+                let _ = out.try_push(id);
             }
         }
         out
