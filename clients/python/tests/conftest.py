@@ -50,7 +50,9 @@ def server():
     with tempfile.TemporaryDirectory(prefix="segd-py-") as data_dir:
         process = subprocess.Popen(
             [binary, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data_dir,
-             "--admin-key", ADMIN, "--read-key", READ, "--write-key", WRITE, "--shards", "2"],
+             "--admin-key", ADMIN, "--read-key", READ, "--write-key", WRITE, "--shards", "2",
+             # The webhook test's receiver listens on loopback.
+             "--webhook-allow-private"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         url = f"http://127.0.0.1:{port}"

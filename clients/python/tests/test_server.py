@@ -147,17 +147,20 @@ def test_webhook_delivery_verifies(server):
     thread.start()
     try:
         client = client_for(server)
-        secret = "py-webhook-secret"
-        hook = client.request(
+        # Webhook registration is an admin operation; segd generates the secret
+        # (`whsec_...`, Standard Webhooks) and shows it once, in this answer.
+        admin = Client(server.url, key=server.admin_key)
+        hook = admin.request(
             "POST",
             "/v1/webhooks",
             body={
                 "url": f"http://127.0.0.1:{receiver.server_address[1]}/hook",
                 "segments": [segment_id],
-                "secret": secret,
                 "after": client.head(),
             },
         )
+        secret = hook["secret"]
+        assert secret.startswith("whsec_")
         server.identify("py-hook", {"ltv": 9000})
         headers, body = _Receiver.deliveries.get(timeout=30)
         verify_webhook(secret, headers, body)  # raises when the signature is wrong
@@ -167,8 +170,8 @@ def test_webhook_delivery_verifies(server):
         with pytest.raises(WebhookVerificationError):
             verify_webhook(secret, headers, body.replace(b"entered", b"exited"))
         with pytest.raises(WebhookVerificationError):
-            verify_webhook("not-the-secret", headers, body)
-        client.request("DELETE", f"/v1/webhooks/{hook['id']}")
+            verify_webhook("whsec_" + "A" * 32, headers, body)
+        admin.request("DELETE", f"/v1/webhooks/{hook['id']}")
     finally:
         receiver.shutdown()
         receiver.server_close()

@@ -36,7 +36,7 @@ export class SegdServer {
     const dataDir = mkdtempSync(join(tmpdir(), "segd-ts-"));
     const child = spawn(
       binary,
-      ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-key", ADMIN, "--read-key", READ, "--write-key", WRITE, "--shards", "2"],
+      ["serve", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir, "--admin-key", ADMIN, "--read-key", READ, "--write-key", WRITE, "--shards", "2", "--webhook-allow-private"],
       { stdio: "ignore" },
     );
     const server = new SegdServer(`http://127.0.0.1:${port}`, child, dataDir);

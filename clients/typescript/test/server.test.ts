@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { FileCheckpoint, RetryPolicy, SegdClient, SegdError, WebhookVerificationError, verifyWebhook } from "../src/index.js";
-import { READ, SegdServer } from "./harness.js";
+import { ADMIN, READ, SegdServer } from "./harness.js";
 
 let server: SegdServer;
 let scratch: string;
@@ -149,10 +149,13 @@ test("a webhook delivery verifies", async () => {
   await new Promise<void>((done) => receiver.listen(0, "127.0.0.1", done));
   try {
     const client = clientFor();
-    const secret = "ts-webhook-secret";
-    const hook = await client.request<{ id: number }>("POST", "/v1/webhooks", {
-      body: { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, segments: [id], secret, after: await client.head() },
+    // Registration is an admin operation; segd generates the secret (`whsec_...`) and shows it once.
+    const admin = new SegdClient({ baseUrl: server.url, key: ADMIN });
+    const hook = await admin.request<{ id: number; secret: string }>("POST", "/v1/webhooks", {
+      body: { url: `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hook`, segments: [id], after: await client.head() },
     });
+    const secret = hook.secret;
+    assert.ok(secret.startsWith("whsec_"));
     await server.identify("ts-hook", { ltv: 9000 });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([delivered, new Promise((_, reject) => (timer = setTimeout(() => reject(new Error("no delivery in 30 s")), 30_000)))]);
@@ -163,8 +166,8 @@ test("a webhook delivery verifies", async () => {
     assert.equal(payload.webhook_id, hook.id);
     assert.deepEqual(payload.changes.map((c) => [c.profile, c.kind]), [["ts-hook", "entered"]]);
     assert.throws(() => verifyWebhook(secret, headers, Buffer.from(body.toString().replace("entered", "exited"))), WebhookVerificationError);
-    assert.throws(() => verifyWebhook("not-the-secret", headers, body), WebhookVerificationError);
-    await client.request("DELETE", `/v1/webhooks/${hook.id}`);
+    assert.throws(() => verifyWebhook("whsec_" + "A".repeat(32), headers, body), WebhookVerificationError);
+    await admin.request("DELETE", `/v1/webhooks/${hook.id}`);
   } finally {
     receiver.closeAllConnections();
     await new Promise((done) => receiver.close(done));
