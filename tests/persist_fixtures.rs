@@ -171,6 +171,12 @@ fn version_2_fixture_loads_with_its_contents() {
     check_fixture(2);
 }
 
+/// Version 3 keeps the de-duplication window as message-id hashes.
+#[test]
+fn version_3_fixture_loads_with_its_contents() {
+    check_fixture(3);
+}
+
 fn check_fixture(version: u32) {
     let fixture = fixture_dir(version);
     assert!(inspect(&fixture).unwrap().is_healthy());

@@ -626,3 +626,36 @@ fn concurrent_ingest_replays_in_apply_order() {
     assert_eq!(fingerprint(&database, &everyone), before);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The de-duplication window holds 16-byte hashes: a snapshot keeps no message id, and
+/// a message id seen before the snapshot is still a duplicate after loading it.
+#[test]
+fn snapshots_keep_message_id_hashes_not_the_ids() {
+    let dir = data_dir("dedup-hashes");
+    let (database, _) = open(&dir);
+    let message_id = "message-id-that-must-not-reach-the-disk-7f3a";
+    let message = json!({"type": "identify", "userId": "dedup-user", "traits": {"plan": "pro"}, "messageId": message_id});
+    send(&database, vec![message.clone()]);
+    let snapshot = database.snapshot_now().unwrap();
+    drop(database);
+    for entry in std::fs::read_dir(&snapshot.path).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        assert!(
+            !bytes
+                .windows(message_id.len())
+                .any(|window| window == message_id.as_bytes()),
+            "a snapshot file holds the message id"
+        );
+    }
+    let (database, report) = open(&dir);
+    assert!(report.snapshot.is_some(), "{report}");
+    let outcome = database
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": [message] })).unwrap(),
+        ))
+        .unwrap()
+        .into_batch()
+        .unwrap();
+    assert_eq!(outcome.duplicates, 1, "still a duplicate after loading");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

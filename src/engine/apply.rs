@@ -138,11 +138,10 @@ impl Engine {
     pub(super) fn remember_message(&self, message_id: &str) -> bool {
         let mut seen = self.seen_messages.lock();
         let (set, order) = &mut *seen;
-        if set.contains(message_id) {
+        let key = message_hash(message_id);
+        if !set.insert(key) {
             return false;
         }
-        let key: Box<str> = message_id.into();
-        set.insert(key.clone());
         order.push_back(key);
         if order.len() > DEDUP_WINDOW_MESSAGES {
             if let Some(oldest) = order.pop_front() {

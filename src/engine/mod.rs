@@ -67,11 +67,19 @@ pub struct BatchOutcome {
     pub changes: usize,
 }
 
-/// Recently seen message ids: a set for lookups and a queue for eviction order.
+/// Recently seen message ids as [`message_hash`]es (16 bytes each, whatever the id's
+/// length): a set for lookups and a queue for eviction order.
 type SeenMessages = (
-    std::collections::HashSet<Box<str>>,
-    std::collections::VecDeque<Box<str>>,
+    std::collections::HashSet<u128>,
+    std::collections::VecDeque<u128>,
 );
+
+/// The de-duplication window's key of a `messageId`: xxh3-128, so the window and the
+/// snapshot hold fixed-size entries (a collision between two live ids within the
+/// window is ~2^-88 at a million ids).
+pub fn message_hash(message_id: &str) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(message_id.as_bytes())
+}
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -295,7 +303,7 @@ pub struct Engine {
     pub(crate) identities: DashMap<u128, ProfileRef>,
     pub(crate) registry: RwLock<Registry>,
     pub(crate) changes: ChangeLog,
-    /// Recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
+    /// Hashes of recently seen `messageId`s, oldest first, bounded by [`DEDUP_WINDOW_MESSAGES`].
     pub(crate) seen_messages: parking_lot::Mutex<SeenMessages>,
     /// Identity keys of erased profiles, as [`identity_hash`]es (so persisting the set
     /// stores no identifier): later messages naming them are dropped.

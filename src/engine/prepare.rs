@@ -141,7 +141,7 @@ impl Engine {
             let step = if self.is_suppressed(message) {
                 Step::Suppressed
             } else if let Some(id) = message.message_id.as_deref() {
-                if seen.0.contains(id) || !batch_ids.insert(id) {
+                if seen.0.contains(&message_hash(id)) || !batch_ids.insert(id) {
                     Step::Duplicate
                 } else {
                     step

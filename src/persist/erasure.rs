@@ -20,7 +20,7 @@ pub fn mark(data_dir: &Path) -> std::io::Result<()> {
     if path.exists() {
         return Ok(());
     }
-    let file = std::fs::File::create(&path)?;
+    let file = crate::persist::files::create_private_file(&path)?;
     file.sync_all()?;
     sync_directory(data_dir)
 }

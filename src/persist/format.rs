@@ -12,7 +12,9 @@ use std::fmt;
 /// Snapshot files start with these bytes.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"SEGDSNAP";
 /// Current snapshot format version; bump on any layout change (fixtures catch misses).
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version 3 keeps the de-duplication window as 16-byte hashes (manifest section 5)
+/// instead of the message ids (section 3).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 /// Oldest snapshot format this build still reads (version 1 lacks the event store and
 /// extra identifiers; they load empty).
 pub const OLDEST_READABLE_SNAPSHOT_VERSION: u32 = 1;

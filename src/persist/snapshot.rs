@@ -41,8 +41,11 @@ pub const MANIFEST_FILE: &str = "manifest.seg";
 // Manifest sections.
 const SECTION_METADATA: u32 = 1;
 const SECTION_SUPPRESSED: u32 = 2;
+/// Format versions 1–2: the de-duplication window's message ids as strings.
 const SECTION_SEEN_MESSAGES: u32 = 3;
 const SECTION_APPLICATION_STATE: u32 = 4;
+/// Since format version 3: the de-duplication window as message-id hashes.
+const SECTION_SEEN_MESSAGE_HASHES: u32 = 5;
 
 // Shard sections. To add one (e.g. the event store), give it the next number, add an
 // encoder to `encode_shard` and a decoder to `decode_shard`, and bump the format
@@ -273,7 +276,10 @@ pub fn encode_snapshot(
     let mut seen = Encoder::new();
     {
         let seen_messages = engine.seen_messages.lock();
-        seen.strings(seen_messages.1.iter().map(|id| &**id));
+        seen.u64(seen_messages.1.len() as u64);
+        for hash in &seen_messages.1 {
+            seen.u128(*hash);
+        }
     }
     let mut application = Encoder::new();
     application.bytes(application_state);
@@ -289,7 +295,7 @@ pub fn encode_snapshot(
             bytes: suppressed.bytes,
         },
         Section {
-            kind: SECTION_SEEN_MESSAGES,
+            kind: SECTION_SEEN_MESSAGE_HASHES,
             key: 0,
             bytes: seen.bytes,
         },
@@ -697,8 +703,8 @@ pub struct Manifest {
     pub metadata: Metadata,
     /// Hashes of suppressed identity keys.
     pub suppressed: Vec<u128>,
-    /// Recently seen message ids, oldest first.
-    pub seen_messages: Vec<String>,
+    /// Hashes of recently seen message ids (`engine::message_hash`), oldest first.
+    pub seen_messages: Vec<u128>,
     pub application_state: Vec<u8>,
     /// Size of the manifest file.
     pub bytes: u64,
@@ -750,13 +756,26 @@ fn parse_manifest(bytes: &[u8], path: &Path) -> Result<Manifest, SnapshotError> 
         .map(|_| suppressed_input.u128())
         .collect::<Result<Vec<_>, _>>()
         .map_err(at(path))?;
-    let mut seen_input = Decoder::new(container.find(SECTION_SEEN_MESSAGES).map_err(at(path))?);
-    let seen = seen_input
-        .strings()
-        .map_err(at(path))?
-        .into_iter()
-        .map(str::to_string)
-        .collect();
+    let seen = if container.version >= 3 {
+        let mut input = Decoder::new(
+            container
+                .find(SECTION_SEEN_MESSAGE_HASHES)
+                .map_err(at(path))?,
+        );
+        let count = input.count(16).map_err(at(path))?;
+        (0..count)
+            .map(|_| input.u128())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(at(path))?
+    } else {
+        let mut input = Decoder::new(container.find(SECTION_SEEN_MESSAGES).map_err(at(path))?);
+        input
+            .strings()
+            .map_err(at(path))?
+            .into_iter()
+            .map(crate::engine::message_hash)
+            .collect()
+    };
     let mut application_input = Decoder::new(
         container
             .find(SECTION_APPLICATION_STATE)
@@ -858,10 +877,9 @@ pub fn load_snapshot(
     }
     {
         let mut seen_messages = engine.seen_messages.lock();
-        for id in seen {
-            let id: Box<str> = id.into();
-            if seen_messages.0.insert(id.clone()) {
-                seen_messages.1.push_back(id);
+        for hash in seen {
+            if seen_messages.0.insert(hash) {
+                seen_messages.1.push_back(hash);
             }
         }
     }
