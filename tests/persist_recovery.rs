@@ -659,3 +659,52 @@ fn snapshots_keep_message_id_hashes_not_the_ids() {
     assert_eq!(outcome.duplicates, 1, "still a duplicate after loading");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A refused batch writes nothing to the WAL, not even a change-sequence reservation:
+/// reservations are made once the batch is prepared. The batch here needs more
+/// sequences than one reservation block (2 × 5,000 messages × 101 segment slots), so a
+/// reservation made before preparing it would show as a WAL record.
+#[test]
+fn a_refused_batch_needing_a_reservation_writes_nothing() {
+    let dir = data_dir("refused-reservation");
+    let (database, _) = open(&dir);
+    for index in 0..100 {
+        database
+            .apply(Mutation::CreateSegment {
+                name: format!("s{index}"),
+                description: String::new(),
+                rule: rule(json!({"kind": "has", "trait": "plan"})),
+                emit_initial: false,
+            })
+            .unwrap();
+    }
+    let mut batch: Vec<Value> = (0..4_999)
+        .map(|index| identify(&format!("r{index}"), json!({"plan": "pro"})))
+        .collect();
+    batch.push(identify("r-bad", json!({"plan": 7})));
+    let before = database.wal_status();
+    let refused = database.apply(Mutation::Messages(
+        parse_batch(&json!({ "batch": batch })).unwrap(),
+    ));
+    assert!(refused.is_err(), "the type conflict refuses the batch");
+    let after = database.wal_status();
+    assert_eq!(
+        (after.next_lsn, after.records_written, after.bytes_written),
+        (
+            before.next_lsn,
+            before.records_written,
+            before.bytes_written
+        ),
+        "the refused batch wrote to the WAL"
+    );
+    // Without the bad message the batch applies (and reserves then).
+    batch.pop();
+    database
+        .apply(Mutation::Messages(
+            parse_batch(&json!({ "batch": batch })).unwrap(),
+        ))
+        .unwrap();
+    assert!(database.wal_status().records_written >= before.records_written + 2);
+    drop(database);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

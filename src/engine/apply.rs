@@ -57,20 +57,22 @@ impl Engine {
     /// de-duplication window and messages naming erased identifiers are skipped and
     /// counted.
     pub fn apply_batch(&self, messages: &[Message]) -> Result<BatchOutcome, EngineError> {
-        self.apply_batch_with(messages, |_| ())
+        self.apply_batch_with(messages, |_| Ok::<(), EngineError>(()))
             .map(|(outcome, ())| outcome)
     }
 
     /// [`Engine::apply_batch`], calling `inspect` with the prepared batch before it is
-    /// applied (the database decides there what to log).
-    pub fn apply_batch_with<T>(
+    /// applied: the database reserves change-log sequences there (so a refused batch
+    /// writes nothing, not even a reservation) and decides what to log. An error from
+    /// `inspect` leaves the batch unapplied.
+    pub fn apply_batch_with<T, E: From<EngineError>>(
         &self,
         messages: &[Message],
-        inspect: impl FnOnce(&PreparedBatch) -> T,
-    ) -> Result<(BatchOutcome, T), EngineError> {
+        inspect: impl FnOnce(&PreparedBatch) -> Result<T, E>,
+    ) -> Result<(BatchOutcome, T), E> {
         let _batch = self.batch_lock.lock();
         let prepared = self.prepare_batch(messages)?;
-        let inspected = inspect(&prepared);
+        let inspected = inspect(&prepared)?;
         Ok((self.apply_prepared(messages, prepared)?, inspected))
     }
 

@@ -351,18 +351,23 @@ impl Database {
         self.wal.check()?;
         let bound = self.change_bound(mutation.profiles_touched());
         let mut state = self.ingest.lock();
-        self.reserve(&mut state, bound)?;
         let at_ms = self.engine.now_ms();
         let _pin = ReplayClock::pin(at_ms);
         let (applied, logged) = match mutation {
             Mutation::Messages(messages) => {
-                // Messages naming erased identifiers are dropped, and not written to
-                // the WAL, so an erased identifier sent again never reaches the disk.
-                // Replaying the rest gives the same state: suppression comes first.
+                // Sequences are reserved once the batch is prepared, so a refused batch
+                // leaves no record at all. Messages naming erased identifiers are
+                // dropped, and not written to the WAL, so an erased identifier sent
+                // again never reaches the disk. Replaying the rest gives the same
+                // state: suppression comes first.
+                let state = &mut *state;
                 let (outcome, kept) = self.engine.apply_batch_with(&messages, |prepared| {
-                    prepared
-                        .has_suppressed()
-                        .then(|| prepared.kept().collect::<Vec<bool>>())
+                    self.reserve(state, bound)?;
+                    Ok::<_, DatabaseError>(
+                        prepared
+                            .has_suppressed()
+                            .then(|| prepared.kept().collect::<Vec<bool>>()),
+                    )
                 })?;
                 let logged = match kept {
                     None => messages,
@@ -374,7 +379,10 @@ impl Database {
                 };
                 (Applied::Batch(outcome), Mutation::Messages(logged))
             }
-            mutation => (self.engine.apply(&mutation)?, mutation),
+            mutation => {
+                self.reserve(&mut state, bound)?;
+                (self.engine.apply(&mutation)?, mutation)
+            }
         };
         let erases = matches!(logged, Mutation::EraseProfile { .. });
         if erases {
