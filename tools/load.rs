@@ -7,12 +7,22 @@
 //! # send time (no coordinated omission)
 //! segd-load --target http://127.0.0.1:7700 --scenario ingest --bodies batches.ndjson --rate 20000
 //! segd-load --target http://127.0.0.1:7700 --scenario preview --rule 'country = "DE"'
+//! # mixed: 4 writers post 2,000-message batches while one reader asks
+//! # GET /v1/profiles/{id}/segments every 5 ms; a segment is created half way through
+//! segd-load --target http://127.0.0.1:7700 --scenario mixed --bodies batches.ndjson \
+//!     --batch-messages 2000 --connections 4 --profiles 300000 --duration-s 30
 //! ```
 //!
 //! Scenarios: `lookup` (`GET /v1/segments/{segment}/members/{prefix}{n}` over
 //! `--profiles` rotating profiles), `ingest` (`POST /v1/batch`, bodies cycled from a file
 //! with one body per line, e.g. `segd-gen profiles --format batch`), `preview`
-//! (`POST /v1/segments/preview`). A run stops at `--requests` or `--duration-s`,
+//! (`POST /v1/segments/preview`), `mixed` (`--connections` writers as in `ingest`, plus
+//! one reader on its own connection calling `GET /v1/profiles/{prefix}{n}/segments` every
+//! `--read-interval-ms`, plus one `POST /v1/segments` with `--rule` at
+//! `--create-at-s`; the summary's `reader` object is the reader's latency, each read
+//! timed from its send to its answer, and `create` is the creation's own time). With
+//! `--batch-messages`, the messages of all bodies are regrouped into bodies of that many
+//! messages (e.g. 2,000 from `segd-gen`'s 100-message bodies). A run stops at `--requests` or `--duration-s`,
 //! whichever comes first; both are capped. Keep-alive connections; a connection that
 //! fails is reopened. Latencies go into an HDR histogram (µs, 3 significant digits).
 //! The last line printed is a JSON summary.
@@ -51,6 +61,7 @@ enum Scenario {
     Lookup,
     Ingest,
     Preview,
+    Mixed,
 }
 
 #[derive(Parser, Debug)]
@@ -87,9 +98,20 @@ struct Arguments {
     /// ingest: file with one `/v1/batch` body per line.
     #[arg(long)]
     bodies: Option<std::path::PathBuf>,
-    /// preview: the rule (text, or a JSON AST object).
+    /// preview: the rule (text, or a JSON AST object); mixed: the rule of the segment
+    /// created during the run.
     #[arg(long)]
     rule: Option<String>,
+    /// ingest, mixed: regroup the bodies' messages into bodies of this many messages.
+    #[arg(long)]
+    batch_messages: Option<usize>,
+    /// mixed: the reader's interval between lookups (ms).
+    #[arg(long, default_value_t = 5)]
+    read_interval_ms: u64,
+    /// mixed: when to create the segment (seconds after the start; default half the
+    /// duration).
+    #[arg(long)]
+    create_at_s: Option<f64>,
     #[arg(long, env = "SEGD_WRITE_KEY")]
     write_key: Option<String>,
     #[arg(long, env = "SEGD_READ_KEY")]
@@ -200,9 +222,9 @@ impl RequestFactory {
                 }
                 (bearer(&arguments.read_key), segment, Vec::new())
             }
-            Scenario::Ingest => {
+            Scenario::Ingest | Scenario::Mixed => {
                 let path = arguments.bodies.as_ref().ok_or_else(|| {
-                    UsageError("--scenario ingest needs --bodies <file with one /v1/batch body per line> (see segd-gen profiles --format batch)".into())
+                    UsageError("--scenario ingest and mixed need --bodies <file with one /v1/batch body per line> (see segd-gen profiles --format batch)".into())
                 })?;
                 let text = std::fs::read(path).map_err(|error| {
                     UsageError(format!("cannot read {}: {error}", path.display()))
@@ -216,6 +238,10 @@ impl RequestFactory {
                 if bodies.is_empty() {
                     return Err(UsageError(format!("{} has no bodies", path.display())));
                 }
+                let bodies = match arguments.batch_messages {
+                    Some(size) => regroup(&bodies, size)?,
+                    None => bodies,
+                };
                 let basic = arguments
                     .write_key
                     .as_ref()
@@ -249,6 +275,18 @@ impl RequestFactory {
         })
     }
 
+    /// Messages per body (`batch` array length), if every body parses.
+    fn messages_per_body(&self) -> Option<Vec<usize>> {
+        self.bodies
+            .iter()
+            .map(|body| {
+                serde_json::from_slice::<serde_json::Value>(body)
+                    .ok()
+                    .and_then(|value| value.get("batch")?.as_array().map(Vec::len))
+            })
+            .collect()
+    }
+
     fn build(&self, number: u64, into: &mut Vec<u8>) {
         into.clear();
         let (method, path, body): (&str, String, &[u8]) = match self.scenario {
@@ -262,7 +300,7 @@ impl RequestFactory {
                     &[],
                 )
             }
-            Scenario::Ingest => (
+            Scenario::Ingest | Scenario::Mixed => (
                 "POST",
                 "/v1/batch".to_string(),
                 &self.bodies[(number % self.bodies.len() as u64) as usize],
@@ -291,6 +329,59 @@ impl RequestFactory {
         into.extend_from_slice(b"\r\n");
         into.extend_from_slice(body);
     }
+}
+
+/// Regroups the messages of `/v1/batch` bodies into bodies of `size` messages (the last
+/// one may be shorter), in order.
+fn regroup(bodies: &[Vec<u8>], size: usize) -> Result<Vec<Vec<u8>>, UsageError> {
+    if size == 0 {
+        return Err(UsageError("--batch-messages must be at least 1".into()));
+    }
+    let mut messages = Vec::new();
+    for (line, body) in bodies.iter().enumerate() {
+        let mut value: serde_json::Value = serde_json::from_slice(body)
+            .map_err(|error| UsageError(format!("body {} is not JSON: {error}", line + 1)))?;
+        match value.get_mut("batch").map(serde_json::Value::take) {
+            Some(serde_json::Value::Array(batch)) => messages.extend(batch),
+            _ => {
+                return Err(UsageError(format!(
+                    "body {} has no \"batch\" array",
+                    line + 1
+                )))
+            }
+        }
+    }
+    Ok(messages
+        .chunks(size)
+        .map(|chunk| {
+            serde_json::to_vec(&serde_json::json!({ "batch": chunk })).expect("JSON values")
+        })
+        .collect())
+}
+
+/// A complete request without keep-alive bookkeeping: method, path, auth, JSON body.
+fn simple_request(
+    host: &str,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: keep-alive\r\n");
+    if let Some(authorization) = authorization {
+        request.push_str(&format!("Authorization: {authorization}\r\n"));
+    }
+    if method == "POST" {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    let mut bytes = request.into_bytes();
+    bytes.extend_from_slice(body);
+    bytes
 }
 
 /// Reads one HTTP/1.1 response; returns its status.
@@ -483,6 +574,163 @@ async fn run_connection(shared: Arc<Shared>) -> ConnectionResult {
     result
 }
 
+async fn exchange(
+    stream: &mut Option<TcpStream>,
+    address: SocketAddr,
+    request: &[u8],
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<u16> {
+    if stream.is_none() {
+        *stream = Some(connect(address).await?);
+    }
+    let connection = stream.as_mut().expect("connected above");
+    connection.write_all(request).await?;
+    read_response(connection, buffer).await
+}
+
+/// The mixed scenario's reader and segment creation.
+struct MixedPlan {
+    address: SocketAddr,
+    host: String,
+    read_authorization: Option<String>,
+    admin_authorization: Option<String>,
+    profiles: u64,
+    profile_prefix: String,
+    interval: Duration,
+    create_at: Duration,
+    create_body: Vec<u8>,
+    started: Instant,
+    deadline: Instant,
+    /// Microseconds after `started` at which the creation was sent / answered
+    /// (`u64::MAX` until then).
+    create_sent_us: AtomicU64,
+    create_done_us: AtomicU64,
+}
+
+struct ReaderResult {
+    histogram: Histogram<u64>,
+    /// Reads sent while the segment creation was in flight.
+    during_create: Histogram<u64>,
+    statuses: BTreeMap<String, u64>,
+    errors: u64,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_LATENCY_US, 3).expect("valid bounds")
+}
+
+/// One lookup every `interval` on a connection of its own; each timed from send to
+/// answer. Ticks missed while a read was slow are skipped (not queued).
+async fn run_reader(plan: Arc<MixedPlan>) -> ReaderResult {
+    let mut result = ReaderResult {
+        histogram: new_histogram(),
+        during_create: new_histogram(),
+        statuses: BTreeMap::new(),
+        errors: 0,
+    };
+    let mut stream = None;
+    let mut buffer = Vec::with_capacity(16 * 1024);
+    let mut ticker = tokio::time::interval(plan.interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut number = 0u64;
+    loop {
+        ticker.tick().await;
+        if Instant::now() >= plan.deadline {
+            break;
+        }
+        let profile = number.wrapping_mul(7_919) % plan.profiles;
+        number += 1;
+        let path = format!(
+            "/v1/profiles/{}/segments",
+            encode_segment(&format!("{}{profile}", plan.profile_prefix))
+        );
+        let request = simple_request(
+            &plan.host,
+            "GET",
+            &path,
+            plan.read_authorization.as_deref(),
+            &[],
+        );
+        let sent = Instant::now();
+        let sent_us = (sent - plan.started).as_micros() as u64;
+        match tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            exchange(&mut stream, plan.address, &request, &mut buffer),
+        )
+        .await
+        {
+            Ok(Ok(status)) => {
+                let micros = (sent.elapsed().as_micros() as u64).clamp(1, MAX_LATENCY_US);
+                result.histogram.saturating_record(micros);
+                let create_sent = plan.create_sent_us.load(Ordering::Relaxed);
+                let create_done = plan.create_done_us.load(Ordering::Relaxed);
+                if sent_us >= create_sent && sent_us <= create_done {
+                    result.during_create.saturating_record(micros);
+                }
+                *result.statuses.entry(status.to_string()).or_default() += 1;
+                if !(200..300).contains(&status) {
+                    result.errors += 1;
+                }
+            }
+            Ok(Err(_)) | Err(_) => {
+                result.errors += 1;
+                *result
+                    .statuses
+                    .entry("connection_error".into())
+                    .or_default() += 1;
+                stream = None;
+                buffer.clear();
+            }
+        }
+    }
+    result
+}
+
+/// Creates the segment at `create_at`; returns (status, seconds) or nothing if the run
+/// ended first.
+async fn run_creation(plan: Arc<MixedPlan>) -> Option<(String, f64)> {
+    let due = plan.started + plan.create_at;
+    if due >= plan.deadline {
+        return None;
+    }
+    tokio::time::sleep_until(due.into()).await;
+    let request = simple_request(
+        &plan.host,
+        "POST",
+        "/v1/segments",
+        plan.admin_authorization.as_deref(),
+        &plan.create_body,
+    );
+    let mut stream = None;
+    let mut buffer = Vec::new();
+    let sent = Instant::now();
+    plan.create_sent_us
+        .store((sent - plan.started).as_micros() as u64, Ordering::Relaxed);
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(120),
+        exchange(&mut stream, plan.address, &request, &mut buffer),
+    )
+    .await;
+    let seconds = sent.elapsed().as_secs_f64();
+    plan.create_done_us
+        .store(plan.started.elapsed().as_micros() as u64, Ordering::Relaxed);
+    let status = match outcome {
+        Ok(Ok(status)) => status.to_string(),
+        Ok(Err(error)) => format!("error: {error}"),
+        Err(_) => "timeout".to_string(),
+    };
+    Some((status, seconds))
+}
+
+fn latency_summary(histogram: &Histogram<u64>) -> serde_json::Value {
+    serde_json::json!({
+        "count": histogram.len(),
+        "p50_us": histogram.value_at_quantile(0.50),
+        "p99_us": histogram.value_at_quantile(0.99),
+        "max_us": histogram.max(),
+    })
+}
+
 fn main() -> ExitCode {
     let arguments = Arguments::parse();
     match run(&arguments) {
@@ -536,6 +784,68 @@ fn run(arguments: &Arguments) -> Result<serde_json::Value, UsageError> {
         rate: arguments.rate,
         stop: AtomicBool::new(false),
     });
+    let mixed = if arguments.scenario == Scenario::Mixed {
+        if arguments.read_interval_ms == 0 {
+            return Err(UsageError("--read-interval-ms must be at least 1".into()));
+        }
+        if arguments.profiles == 0 {
+            return Err(UsageError("--profiles must be at least 1".into()));
+        }
+        let rule = arguments
+            .rule
+            .clone()
+            .unwrap_or_else(|| "country = \"DE\" and age >= 30".to_string());
+        let rule_value = serde_json::from_str::<serde_json::Value>(&rule)
+            .ok()
+            .filter(serde_json::Value::is_object)
+            .unwrap_or(serde_json::Value::String(rule));
+        let name = format!(
+            "segd-load-mixed-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|since| since.as_millis())
+                .unwrap_or_default()
+        );
+        let create_at = arguments
+            .create_at_s
+            .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+            .unwrap_or(arguments.duration_s as f64 / 2.0);
+        let bearer = |key: &Option<String>| key.as_ref().map(|key| format!("Bearer {key}"));
+        let plan = Arc::new(MixedPlan {
+            address: target.address,
+            host: target.host.clone(),
+            read_authorization: bearer(&arguments.read_key),
+            admin_authorization: bearer(&arguments.admin_key),
+            profiles: arguments.profiles,
+            profile_prefix: arguments.profile_prefix.clone(),
+            interval: Duration::from_millis(arguments.read_interval_ms),
+            create_at: Duration::from_secs_f64(create_at),
+            create_body: serde_json::json!({ "name": name, "rule": rule_value })
+                .to_string()
+                .into_bytes(),
+            started,
+            deadline: shared.deadline,
+            create_sent_us: AtomicU64::new(u64::MAX),
+            create_done_us: AtomicU64::new(u64::MAX),
+        });
+        // The reader and the creation get a thread of their own, so the writers'
+        // client work does not delay a read's send or its answer's processing.
+        let side_plan = plan.clone();
+        let side = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("reader runtime");
+            runtime.block_on(async move {
+                let creation = tokio::spawn(run_creation(side_plan.clone()));
+                let reader = run_reader(side_plan).await;
+                (reader, creation.await.ok().flatten())
+            })
+        });
+        Some((plan, side))
+    } else {
+        None
+    };
     let results: Vec<ConnectionResult> = runtime.block_on(async {
         let tasks: Vec<_> = (0..arguments.connections)
             .map(|_| tokio::spawn(run_connection(shared.clone())))
@@ -561,7 +871,15 @@ fn run(arguments: &Arguments) -> Result<serde_json::Value, UsageError> {
         errors += result.errors;
     }
     let completed: u64 = statuses.values().sum();
-    Ok(serde_json::json!({
+    let messages_per_body = match arguments.scenario {
+        Scenario::Ingest | Scenario::Mixed => shared.factory.messages_per_body(),
+        _ => None,
+    };
+    let mean_messages = messages_per_body
+        .as_ref()
+        .filter(|sizes| !sizes.is_empty())
+        .map(|sizes| sizes.iter().sum::<usize>() as f64 / sizes.len() as f64);
+    let mut summary = serde_json::json!({
         "scenario": format!("{:?}", arguments.scenario).to_lowercase(),
         "bodies": shared.factory.bodies.len(),
         "target": arguments.target,
@@ -580,7 +898,35 @@ fn run(arguments: &Arguments) -> Result<serde_json::Value, UsageError> {
         "p99_us": histogram.value_at_quantile(0.99),
         "p999_us": histogram.value_at_quantile(0.999),
         "max_us": histogram.max(),
-    }))
+    });
+    if let Some(mean) = mean_messages {
+        summary["messages_per_body"] = serde_json::json!(mean);
+        // Bodies are cycled, so ok × mean is exact for equal-sized bodies.
+        summary["messages_per_second"] =
+            serde_json::json!((completed - errors) as f64 * mean / elapsed.max(1e-9));
+    }
+    if let Some((plan, side)) = mixed {
+        let (reader, creation) = side
+            .join()
+            .map_err(|_| UsageError("the reader thread panicked".into()))?;
+        summary["reader"] = serde_json::json!({
+            "path": "/v1/profiles/{id}/segments",
+            "interval_ms": arguments.read_interval_ms,
+            "all": latency_summary(&reader.histogram),
+            "during_create": latency_summary(&reader.during_create),
+            "statuses": reader.statuses,
+            "errors": reader.errors,
+        });
+        summary["create"] = match creation {
+            Some((status, seconds)) => serde_json::json!({
+                "at_s": plan.create_at.as_secs_f64(),
+                "status": status,
+                "seconds": seconds,
+            }),
+            None => serde_json::Value::Null,
+        };
+    }
+    Ok(summary)
 }
 
 #[cfg(test)]
@@ -601,6 +947,45 @@ mod tests {
         ] {
             assert!(parse_target(bad).is_err(), "{bad} accepted");
         }
+    }
+
+    #[test]
+    fn regroup_keeps_every_message_in_order() {
+        let bodies: Vec<Vec<u8>> = (0..3)
+            .map(|body| {
+                let batch: Vec<_> = (0..4)
+                    .map(|index| serde_json::json!({ "userId": format!("u{}", body * 4 + index) }))
+                    .collect();
+                serde_json::to_vec(&serde_json::json!({ "batch": batch })).unwrap()
+            })
+            .collect();
+        let regrouped = regroup(&bodies, 5).unwrap();
+        let sizes: Vec<usize> = regrouped
+            .iter()
+            .map(|body| {
+                serde_json::from_slice::<serde_json::Value>(body).unwrap()["batch"]
+                    .as_array()
+                    .unwrap()
+                    .len()
+            })
+            .collect();
+        assert_eq!(sizes, vec![5, 5, 2]);
+        let ids: Vec<String> = regrouped
+            .iter()
+            .flat_map(|body| {
+                let value: serde_json::Value = serde_json::from_slice(body).unwrap();
+                value["batch"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|message| message["userId"].as_str().unwrap().to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let expected: Vec<String> = (0..12).map(|index| format!("u{index}")).collect();
+        assert_eq!(ids, expected);
+        assert!(regroup(&bodies, 0).is_err());
+        assert!(regroup(&[b"{}".to_vec()], 10).is_err());
     }
 
     #[test]
