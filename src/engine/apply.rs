@@ -213,7 +213,9 @@ impl Engine {
             if !changes_value {
                 continue;
             }
-            if let Some((column, _)) = self.schema.read().lookup(name) {
+            // Recursive: taken under a shard write lock, it must not queue behind a
+            // waiting schema writer (which would wait for readers that wait for us).
+            if let Some((column, _)) = self.schema.read_recursive().lookup(name) {
                 if let Some(old) = shard
                     .column(column)
                     .and_then(|c| c.get_str(profile.local.0))
@@ -227,7 +229,7 @@ impl Engine {
             }
         }
         self.register_keys(&keys, profile);
-        let schema = self.schema.read();
+        let schema = self.schema.read_recursive();
         let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
         for (name, trait_type, value) in &prepared.assignments {
             let Some((column_id, column_type)) = schema.lookup(name) else {

@@ -390,7 +390,8 @@ impl Engine {
     /// Every identity key of a profile: userId, anonymousIds and identity traits.
     pub(super) fn identity_keys_of(&self, shard: &Shard, local: LocalId) -> Vec<String> {
         let identity = &shard.identities[local.0 as usize];
-        let schema = self.schema.read();
+        // Recursive: the caller holds a shard lock (a reader waiting for that shard may hold the schema).
+        let schema = self.schema.read_recursive();
         identity
             .keys()
             .into_iter()

@@ -72,7 +72,7 @@ impl PreparedBatch {
 
 /// The schema as the batch will leave it: traits created or widened by earlier
 /// messages of the batch.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub(super) struct SchemaOverlay {
     types: HashMap<String, TraitType>,
     new_names: usize,
@@ -134,21 +134,28 @@ impl Engine {
         let seen = self.seen_messages.lock();
         for (index, message) in messages.iter().enumerate() {
             let wrap = at(index, messages.len());
-            let step = self.prepare_message(message, &mut overlay).map_err(&wrap)?;
+            let skipped = if self.is_suppressed(message) {
+                Some(Step::Suppressed)
+            } else {
+                message.message_id.as_deref().and_then(|id| {
+                    (seen.0.contains(&message_hash(id)) || !batch_ids.insert(id))
+                        .then_some(Step::Duplicate)
+                })
+            };
+            // A skipped message is still validated, but against a scratch copy: the
+            // schema changes it would make are not made, so later messages must not
+            // count on them (e.g. a widening only a duplicate would have caused).
+            let step = match skipped {
+                Some(skipped) => {
+                    self.prepare_message(message, &mut overlay.clone())
+                        .map_err(&wrap)?;
+                    skipped
+                }
+                None => self.prepare_message(message, &mut overlay).map_err(&wrap)?,
+            };
             if let (Step::Track(_), MessageKind::Track { event, .. }) = (&step, &message.kind) {
                 event_names.insert(event);
             }
-            let step = if self.is_suppressed(message) {
-                Step::Suppressed
-            } else if let Some(id) = message.message_id.as_deref() {
-                if seen.0.contains(&message_hash(id)) || !batch_ids.insert(id) {
-                    Step::Duplicate
-                } else {
-                    step
-                }
-            } else {
-                step
-            };
             steps.push(step);
         }
         drop(seen);
