@@ -1,5 +1,6 @@
 //! Injectable time, so tests can move the clock.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -45,5 +46,36 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+}
+
+thread_local! {
+    /// The time a [`crate::persist::ReplayClock`] reports on this thread while a WAL
+    /// record is applied (live and in replay).
+    static PINNED_MS: Cell<Option<i64>> = const { Cell::new(None) };
+}
+
+/// Pins this thread's time (as seen through a replay clock) until the guard drops.
+/// Apply lanes re-pin the applying thread's time on their own threads.
+pub fn pin_thread(at_ms: i64) -> PinGuard {
+    PinGuard {
+        previous: PINNED_MS.with(|pinned| pinned.replace(Some(at_ms))),
+    }
+}
+
+/// The time pinned on this thread, if any.
+pub fn pinned_ms() -> Option<i64> {
+    PINNED_MS.with(Cell::get)
+}
+
+/// Restores the thread's previous pin (usually none) when dropped, so pins nest.
+#[derive(Debug)]
+pub struct PinGuard {
+    previous: Option<i64>,
+}
+
+impl Drop for PinGuard {
+    fn drop(&mut self) {
+        PINNED_MS.with(|pinned| pinned.set(self.previous));
     }
 }

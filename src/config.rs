@@ -60,6 +60,10 @@ pub struct ServeArgs {
     /// Number of shards [default: 16].
     #[arg(long, env = "SEGD_SHARDS")]
     pub shards: Option<usize>,
+    /// Threads applying a batch's messages in parallel, one lane per group of shards
+    /// (0 = one per core, at most the shard count) [default: 0].
+    #[arg(long, env = "SEGD_APPLY_LANES")]
+    pub apply_lanes: Option<usize>,
     /// Seconds between snapshots [default: 300].
     #[arg(long, env = "SEGD_SNAPSHOT_INTERVAL_S")]
     pub snapshot_interval_s: Option<u64>,
@@ -152,6 +156,7 @@ pub struct FileConfig {
     pub read_key: Option<OneOrMany>,
     pub admin_key: Option<OneOrMany>,
     pub shards: Option<usize>,
+    pub apply_lanes: Option<usize>,
     pub snapshot_interval_s: Option<u64>,
     pub wal_fsync: Option<String>,
     pub event_retention_days: Option<u32>,
@@ -219,6 +224,7 @@ pub struct ServeConfig {
     pub data_dir: PathBuf,
     pub keys: Keys,
     pub shards: usize,
+    pub apply_lanes: usize,
     pub snapshot_interval_s: u64,
     pub wal_fsync: WalFsync,
     pub event_retention_days: u32,
@@ -456,6 +462,12 @@ impl ServeConfig {
                 1,
                 MAX_SHARDS,
             )?,
+            apply_lanes: range(
+                "apply-lanes",
+                args.apply_lanes.or(file.apply_lanes).unwrap_or(0),
+                0,
+                crate::engine::MAX_APPLY_LANES,
+            )?,
             snapshot_interval_s: range(
                 "snapshot-interval-s",
                 args.snapshot_interval_s
@@ -504,6 +516,7 @@ impl ServeConfig {
     pub fn engine_options(&self) -> crate::engine::EngineOptions {
         crate::engine::EngineOptions {
             shards: self.shards,
+            apply_lanes: self.apply_lanes,
             identity_traits: self.identity_traits.clone(),
             event_retention_ms: i64::from(self.event_retention_days) * 86_400_000,
             ..crate::engine::EngineOptions::default()

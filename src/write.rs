@@ -16,6 +16,8 @@
 //!   never wait behind writes, segment creations or snapshots.
 //! - One applier applies mutations in queue order, so WAL order is apply order and a
 //!   prepared batch sees exactly the state it was prepared against (batches are atomic).
+//!   Within a batch, the engine spreads the messages over its apply lanes (per shard
+//!   group, see `engine/lanes.rs`) with the result of serial application.
 //! - While the acknowledger waits for one group's fsync, the applier already applies
 //!   the next group: under `--wal-fsync always` concurrent writers share fsyncs.
 //! - Without a database (in-memory engine, tests) mutations are applied and answered

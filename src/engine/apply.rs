@@ -7,6 +7,18 @@ impl Engine {
     /// Creates columns and applies widenings; returns whether any column was new (so
     /// rules naming it are recompiled).
     pub(super) fn apply_schema(&self, prepared: &PreparedTraits) -> bool {
+        // Most messages only assign known traits: no write lock for them (parallel apply
+        // lanes would otherwise queue on it).
+        let nothing_to_do = prepared.widen.is_empty() && {
+            let schema = self.schema.read();
+            prepared
+                .assignments
+                .iter()
+                .all(|(name, _, value)| value.is_none() || schema.lookup(name).is_some())
+        };
+        if nothing_to_do {
+            return false;
+        }
         let mut schema = self.schema.write();
         let mut added = false;
         for (name, trait_type, value) in &prepared.assignments {
@@ -76,64 +88,30 @@ impl Engine {
         Ok((self.apply_prepared(messages, prepared)?, inspected))
     }
 
-    /// Applies a batch prepared by [`Engine::prepare_batch`] with no mutation in
-    /// between. Errors here are internal (a prepared batch has no input left to fail).
-    fn apply_prepared(
+    /// The identity keys a message names, in resolution order: `u:<userId>`,
+    /// `a:<anonymousId>`, then configured identity traits it assigns a string
+    /// (`t:<trait>:<value>`, e.g. email). A new profile goes to the first key's shard.
+    pub(super) fn message_keys(
         &self,
-        messages: &[Message],
-        prepared: PreparedBatch,
-    ) -> Result<BatchOutcome, EngineError> {
-        let mut outcome = BatchOutcome::default();
-        for (message, step) in messages.iter().zip(prepared.steps) {
-            let user_id = message.user_id.as_deref();
-            let anonymous_id = message.anonymous_id.as_deref();
-            let changes = match step {
-                Step::Suppressed => {
-                    outcome.suppressed += 1;
-                    continue;
-                }
-                Step::Duplicate => {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                Step::Identify(traits) => self
-                    .identify_prepared(user_id, anonymous_id, &traits)?
-                    .1
-                    .len(),
-                Step::Track(properties) => {
-                    let MessageKind::Track { event, .. } = &message.kind else {
-                        return Err(EngineError::Internal("track step for another message"));
-                    };
-                    let time_ms = message.timestamp_ms.unwrap_or_else(|| self.clock.now_ms());
-                    self.track_prepared(user_id, anonymous_id, event, time_ms, &properties)?
-                        .len()
-                }
-                Step::Alias => {
-                    let MessageKind::Alias { previous_id } = &message.kind else {
-                        return Err(EngineError::Internal("alias step for another message"));
-                    };
-                    self.alias(user_id.unwrap_or_default(), previous_id)?.len()
-                }
-            };
-            if let Some(message_id) = &message.message_id {
-                self.remember_message(message_id);
-            }
-            outcome.changes += changes;
-            outcome.applied += 1;
-        }
-        self.counters
-            .messages_applied
-            .fetch_add(outcome.applied as u64, Ordering::Relaxed);
-        self.counters
-            .messages_duplicate
-            .fetch_add(outcome.duplicates as u64, Ordering::Relaxed);
-        self.counters
-            .messages_suppressed
-            .fetch_add(outcome.suppressed as u64, Ordering::Relaxed);
-        self.counters
-            .membership_changes
-            .fetch_add(outcome.changes as u64, Ordering::Relaxed);
-        Ok(outcome)
+        user_id: Option<&str>,
+        anonymous_id: Option<&str>,
+        assignments: &[(String, TraitType, Option<TraitValue>)],
+    ) -> Vec<String> {
+        let mut keys: Vec<String> = user_id
+            .map(|id| format!("u:{id}"))
+            .into_iter()
+            .chain(anonymous_id.map(|id| format!("a:{id}")))
+            .collect();
+        keys.extend(
+            assignments
+                .iter()
+                .filter(|(name, _, _)| self.options.identity_traits.contains(name))
+                .filter_map(|(name, _, value)| match value {
+                    Some(TraitValue::String(text)) => Some(format!("t:{name}:{text}")),
+                    _ => None,
+                }),
+        );
+        keys
     }
 
     /// Records a message id; false when it was seen within the window.
@@ -181,23 +159,11 @@ impl Engine {
         if self.apply_schema(prepared) {
             self.recompile_all();
         }
-        let mut keys: Vec<String> = user_id
-            .map(|id| format!("u:{id}"))
-            .into_iter()
-            .chain(anonymous_id.map(|id| format!("a:{id}")))
-            .collect();
-        // Configured identity traits (e.g. email) identify the profile too.
-        let identity_keys: Vec<String> = prepared
-            .assignments
-            .iter()
-            .filter(|(name, _, _)| self.options.identity_traits.iter().any(|t| t == name))
-            .filter_map(|(name, _, value)| match value {
-                Some(TraitValue::String(text)) => Some(format!("t:{name}:{text}")),
-                _ => None,
-            })
-            .collect();
-        keys.extend(identity_keys.iter().cloned());
+        let keys = self.message_keys(user_id, anonymous_id, &prepared.assignments);
         let registry = self.registry.read();
+        // Lock order registry → schema → shard: the schema is read before the profile's
+        // shard is locked, since `apply_schema` locks shards under the schema write lock.
+        let schema = self.schema.read();
         let Attached {
             profile,
             created,
@@ -213,9 +179,7 @@ impl Engine {
             if !changes_value {
                 continue;
             }
-            // Recursive: taken under a shard write lock, it must not queue behind a
-            // waiting schema writer (which would wait for readers that wait for us).
-            if let Some((column, _)) = self.schema.read_recursive().lookup(name) {
+            if let Some((column, _)) = schema.lookup(name) {
                 if let Some(old) = shard
                     .column(column)
                     .and_then(|c| c.get_str(profile.local.0))
@@ -229,7 +193,6 @@ impl Engine {
             }
         }
         self.register_keys(&keys, profile);
-        let schema = self.schema.read_recursive();
         let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
         for (name, trait_type, value) in &prepared.assignments {
             let Some((column_id, column_type)) = schema.lookup(name) else {
@@ -335,11 +298,7 @@ impl Engine {
             Self::check_identifier(identifier)?;
         }
         crate::events::check_event_name(event)?;
-        let keys: Vec<String> = user_id
-            .map(|id| format!("u:{id}"))
-            .into_iter()
-            .chain(anonymous_id.map(|id| format!("a:{id}")))
-            .collect();
+        let keys = self.message_keys(user_id, anonymous_id, &[]);
         let registry = self.registry.read();
         // Refuse before creating anything when the shard's name tables are full.
         if let Some(profile) = keys

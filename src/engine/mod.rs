@@ -8,6 +8,7 @@
 
 mod apply;
 mod identity;
+mod lanes;
 mod mutation;
 mod prepare;
 mod profiles;
@@ -88,11 +89,19 @@ pub struct EngineCounters {
     pub messages_duplicate: std::sync::atomic::AtomicU64,
     pub messages_suppressed: std::sync::atomic::AtomicU64,
     pub membership_changes: std::sync::atomic::AtomicU64,
+    /// Runs of a batch applied over several lanes at once (see `lanes.rs`).
+    pub parallel_runs: std::sync::atomic::AtomicU64,
 }
+
+/// Most apply lanes (threads applying one batch in parallel).
+pub const MAX_APPLY_LANES: usize = 64;
 
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub shards: usize,
+    /// Threads applying a batch's messages in parallel (see `lanes.rs`); 0 = one per
+    /// core, and never more than the shards. 1 applies on the calling thread only.
+    pub apply_lanes: usize,
     /// Traits whose values identify a profile (e.g. `email`).
     pub identity_traits: Vec<String>,
     pub event_retention_ms: i64,
@@ -105,6 +114,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             shards: 16,
+            apply_lanes: 0,
             identity_traits: Vec::new(),
             event_retention_ms: 90 * 86_400_000,
             change_log: ChangeLogOptions::default(),
@@ -317,6 +327,9 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     /// Compiled plans of ad-hoc rules (previews, counts); see `segment::plan_cache`.
     pub(crate) plan_cache: parking_lot::Mutex<crate::segment::plan_cache::PlanCache>,
+    /// The apply lanes' threads, started by the first batch worth splitting (`None`:
+    /// one lane, batches apply on the calling thread).
+    pub(crate) lanes: std::sync::OnceLock<Option<lanes::LanePool>>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -365,6 +378,7 @@ impl Engine {
             counters: EngineCounters::default(),
             clock,
             plan_cache: Default::default(),
+            lanes: std::sync::OnceLock::new(),
         }
     }
 
@@ -379,19 +393,24 @@ impl Engine {
             return;
         }
         let time_ms = self.clock.now_ms();
-        self.changes
-            .append(changes.iter().map(|change| PendingChange {
-                time_ms,
-                segment_id: change.segment.0,
-                segment_version: change.segment_version,
-                profile: change.profile_id.clone(),
-                kind: if change.entered {
-                    ChangeKind::Entered
-                } else {
-                    ChangeKind::Exited
-                },
-                cause,
-            }));
+        let pending = changes.iter().map(|change| PendingChange {
+            time_ms,
+            segment_id: change.segment.0,
+            segment_version: change.segment_version,
+            profile: change.profile_id.clone(),
+            kind: if change.entered {
+                ChangeKind::Entered
+            } else {
+                ChangeKind::Exited
+            },
+            cause,
+        });
+        // On an apply lane the changes wait and are appended in batch order (lanes.rs).
+        if lanes::on_lane() {
+            lanes::defer(pending);
+        } else {
+            self.changes.append(pending);
+        }
     }
 
     pub fn options(&self) -> &EngineOptions {

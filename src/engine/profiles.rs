@@ -62,6 +62,8 @@ impl Engine {
         let profile = self
             .resolve(external_id)
             .ok_or_else(|| EngineError::ProfileNotFound(external_id.to_string()))?;
+        // Lock order schema → shard (see `apply_schema`).
+        let schema = self.schema.read();
         let mut shard = self.shards[profile.shard.0 as usize].write();
         let identity = shard.identities[profile.local.0 as usize].clone();
         let identity_values: Vec<String> = self
@@ -69,13 +71,14 @@ impl Engine {
             .identity_traits
             .iter()
             .filter_map(|name| {
-                let (column, _) = self.schema.read().lookup(name)?;
+                let (column, _) = schema.lookup(name)?;
                 shard
                     .column(column)?
                     .get_str(profile.local.0)
                     .map(|v| format!("t:{name}:{v}"))
             })
             .collect();
+        drop(schema);
         let profile_id: Arc<str> = identity.external_id().into();
         let left = shard.remove_profile(profile.local);
         for key in identity.keys().into_iter().chain(identity_values) {

@@ -199,6 +199,12 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "segd_apply_parallel_runs_total",
+            "Runs of batch messages applied over several apply lanes at once.",
+            counters.parallel_runs.load(Ordering::Relaxed),
+        );
+        counter(
+            &mut out,
             "segd_ingest_requests_total",
             "Ingest requests accepted.",
             self.ingest_requests.load(Ordering::Relaxed),

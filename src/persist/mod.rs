@@ -29,7 +29,6 @@ use crate::engine::{Applied, Engine, EngineError, EngineOptions, Mutation};
 use crate::persist::record::WalRecord;
 use crate::persist::wal::{FsyncPolicy, Wal, WalFailed, WalFaults, WalStatus};
 use parking_lot::Mutex;
-use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -118,11 +117,6 @@ pub(crate) fn io_error(path: &Path) -> impl Fn(std::io::Error) -> PersistError +
     }
 }
 
-thread_local! {
-    /// The time the engine sees on this thread while a record is applied.
-    static PINNED_MS: Cell<Option<i64>> = const { Cell::new(None) };
-}
-
 /// A clock that reads the wrapped one, except on a thread applying a WAL record, where
 /// it returns the record's time (so live application and replay see the same time).
 #[derive(Debug)]
@@ -137,27 +131,17 @@ impl ReplayClock {
 
     /// Pins this thread's time until the guard drops.
     pub fn pin(at_ms: i64) -> PinGuard {
-        PINNED_MS.with(|pinned| pinned.set(Some(at_ms)));
-        PinGuard
+        crate::clock::pin_thread(at_ms)
     }
 }
 
 impl Clock for ReplayClock {
     fn now_ms(&self) -> i64 {
-        PINNED_MS
-            .with(Cell::get)
-            .unwrap_or_else(|| self.inner.now_ms())
+        crate::clock::pinned_ms().unwrap_or_else(|| self.inner.now_ms())
     }
 }
 
-#[derive(Debug)]
-pub struct PinGuard;
-
-impl Drop for PinGuard {
-    fn drop(&mut self) {
-        PINNED_MS.with(|pinned| pinned.set(None));
-    }
-}
+pub use crate::clock::PinGuard;
 
 /// What a failpoint does when hit (tests only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -69,6 +69,36 @@ pub fn identify(
     }
 }
 
+/// Where good messages draw their identifiers from.
+#[derive(Clone, Debug)]
+pub struct IdentifierPools {
+    pub user_ids: Vec<String>,
+    pub anonymous_ids: Vec<String>,
+}
+
+impl IdentifierPools {
+    /// [`USER_IDS`] and [`ANONYMOUS_IDS`]: few profiles, many merges.
+    pub fn small() -> IdentifierPools {
+        IdentifierPools::sized(USER_IDS.len(), ANONYMOUS_IDS.len())
+    }
+
+    /// `u0..u{users}` and `a0..a{anonymous}`.
+    pub fn sized(users: usize, anonymous: usize) -> IdentifierPools {
+        IdentifierPools {
+            user_ids: (0..users).map(|n| format!("u{n}")).collect(),
+            anonymous_ids: (0..anonymous).map(|n| format!("a{n}")).collect(),
+        }
+    }
+
+    /// Every external id a profile of these pools can have.
+    pub fn external_ids(&self) -> impl Iterator<Item = String> + '_ {
+        self.user_ids
+            .iter()
+            .cloned()
+            .chain(self.anonymous_ids.iter().map(|id| format!("anon:{id}")))
+    }
+}
+
 pub fn user_id() -> impl Strategy<Value = String> {
     select(USER_IDS.to_vec()).prop_map(String::from)
 }
@@ -79,10 +109,19 @@ pub fn anonymous_id() -> impl Strategy<Value = String> {
 
 /// `(userId, anonymousId)`: a userId, an anonymousId, or both (which merges).
 pub fn identifiers() -> impl Strategy<Value = (Option<String>, Option<String>)> {
+    identifiers_from(&IdentifierPools::small())
+}
+
+/// [`identifiers`] drawn from `pools`.
+pub fn identifiers_from(
+    pools: &IdentifierPools,
+) -> impl Strategy<Value = (Option<String>, Option<String>)> {
+    let users = select(pools.user_ids.clone());
+    let anonymous = select(pools.anonymous_ids.clone());
     prop_oneof![
-        3 => user_id().prop_map(|user| (Some(user), None)),
-        1 => anonymous_id().prop_map(|anonymous| (None, Some(anonymous))),
-        1 => (user_id(), anonymous_id()).prop_map(|(user, anonymous)| (Some(user), Some(anonymous))),
+        3 => users.clone().prop_map(|user| (Some(user), None)),
+        1 => anonymous.clone().prop_map(|anonymous| (None, Some(anonymous))),
+        1 => (users, anonymous).prop_map(|(user, anonymous)| (Some(user), Some(anonymous))),
     ]
 }
 
@@ -177,18 +216,23 @@ pub fn good_properties() -> impl Strategy<Value = Map<String, Value>> {
 
 /// One good identify, track or alias.
 pub fn good_message() -> impl Strategy<Value = Message> {
+    good_message_from(&IdentifierPools::small())
+}
+
+/// [`good_message`] with identifiers drawn from `pools`.
+pub fn good_message_from(pools: &IdentifierPools) -> impl Strategy<Value = Message> {
     let kind = prop_oneof![
         3 => good_traits().prop_map(|traits| MessageKind::Identify { traits }),
         2 => (select(EVENTS.to_vec()), good_properties()).prop_map(|(event, properties)| {
             MessageKind::Track { event: event.into(), properties }
         }),
-        1 => prop_oneof![user_id(), anonymous_id()]
+        1 => prop_oneof![select(pools.user_ids.clone()), select(pools.anonymous_ids.clone())]
             .prop_map(|previous_id| MessageKind::Alias { previous_id }),
     ];
     (
         kind,
-        identifiers(),
-        user_id(),
+        identifiers_from(pools),
+        select(pools.user_ids.clone()),
         message_id(),
         proptest::option::of(0i64..30),
     )
@@ -213,9 +257,57 @@ pub fn good_message() -> impl Strategy<Value = Message> {
         )
 }
 
+/// A good message that names one profile and changes no schema or identity key: a
+/// track, or an identify of seeded traits, by a userId or an anonymousId from `pools`.
+/// (Parallel apply lanes can run these side by side.)
+pub fn single_profile_message_from(pools: &IdentifierPools) -> impl Strategy<Value = Message> {
+    let kind = prop_oneof![
+        (select(EVENTS.to_vec()), good_properties()).prop_map(|(event, properties)| {
+            MessageKind::Track {
+                event: event.into(),
+                properties,
+            }
+        }),
+        good_traits().prop_map(|mut traits| {
+            for created_on_first_use in ["fresh_text", "fresh_count", "email"] {
+                traits.remove(created_on_first_use);
+            }
+            MessageKind::Identify { traits }
+        }),
+    ];
+    let who = prop_oneof![
+        3 => select(pools.user_ids.clone()).prop_map(|user| (Some(user), None)),
+        1 => select(pools.anonymous_ids.clone()).prop_map(|anonymous| (None, Some(anonymous))),
+    ];
+    (kind, who, proptest::option::of(0i64..30)).prop_map(
+        |(kind, (user_id, anonymous_id), days_ago)| {
+            let timestamp_ms = match kind {
+                MessageKind::Track { .. } => days_ago.map(|days| NOW_MS - days * DAY_MS),
+                _ => None,
+            };
+            Message {
+                kind,
+                user_id,
+                anonymous_id,
+                message_id: None,
+                timestamp_ms,
+            }
+        },
+    )
+}
+
 /// Good messages, between `min` and `max` of them.
 pub fn good_batch(min: usize, max: usize) -> impl Strategy<Value = Vec<Message>> {
     proptest::collection::vec(good_message(), min..=max)
+}
+
+/// [`good_batch`] with identifiers drawn from `pools`.
+pub fn good_batch_from(
+    pools: &IdentifierPools,
+    min: usize,
+    max: usize,
+) -> impl Strategy<Value = Vec<Message>> {
+    proptest::collection::vec(good_message_from(pools), min..=max)
 }
 
 /// Messages to inject into a batch; the last is refused, the ones before are good.
