@@ -3,4 +3,14 @@
 #![allow(dead_code)]
 
 pub mod persist;
+pub mod process;
 pub mod strategies;
+
+use std::path::PathBuf;
+
+/// An emptied directory for one test: `segd-<suite>-<test>-<pid>` in the temp directory.
+pub fn temp_data_dir(suite: &str, test: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("segd-{suite}-{test}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}

@@ -27,10 +27,7 @@ pub struct Suite {
 impl Suite {
     /// The data directory of the test `test`, emptied.
     pub fn data_dir(&self, test: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("segd-{}-{test}-{}", self.name, std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        dir
+        super::temp_data_dir(self.name, test)
     }
 
     pub fn options(&self, dir: &Path) -> DatabaseOptions {
