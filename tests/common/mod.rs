@@ -4,6 +4,7 @@
 
 pub mod persist;
 pub mod process;
+pub mod sdk;
 pub mod strategies;
 
 use std::path::PathBuf;
