@@ -1,11 +1,9 @@
 //! Unit tests: determinism, distributions, trait types and event histories.
 
 use super::profiles::{ascii_letters, phone};
-use time::{format_description::well_known::Rfc3339, Date, OffsetDateTime};
-
 use super::*;
 use std::collections::{HashMap, HashSet};
-use time::PrimitiveDateTime;
+use time::{format_description::well_known::Rfc3339, Date, OffsetDateTime, PrimitiveDateTime};
 
 fn parse_ms(text: &str) -> i64 {
     let parsed = OffsetDateTime::parse(text, &Rfc3339)

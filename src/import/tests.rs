@@ -1,15 +1,12 @@
 //! Unit tests: both formats against the ordinary engine paths, rejections and limits.
 
-use crate::engine::Engine;
-use crate::store::value::{TraitType, TraitValue};
-use std::path::Path;
-
 use super::*;
 use crate::bulk::{csv_header, csv_row, five_condition_rule, identify_message, load_demo};
 use crate::demo::DemoGenerator;
-use crate::engine::{EngineOptions, RuleInput};
+use crate::engine::{Engine, EngineOptions, RuleInput};
 use crate::segment::ast::{CompareOp, Literal, Rule};
-use std::path::PathBuf;
+use crate::store::value::{TraitType, TraitValue};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A file in the temp directory, removed on drop.
