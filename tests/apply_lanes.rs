@@ -18,6 +18,7 @@ use common::state::{covering_segments, engine_state};
 use common::strategies::{
     good_message_from, seed_message, single_profile_message_from, IdentifierPools, NOW_MS,
 };
+use common::ScratchDir;
 use proptest::prelude::*;
 use segd::clock::ManualClock;
 use segd::engine::{Engine, EngineOptions, Mutation};
@@ -25,8 +26,8 @@ use segd::ingest::{Message, MessageKind};
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseOptions};
 use serde_json::json;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::sync::atomic::Ordering;
 
 fn options(apply_lanes: usize) -> EngineOptions {
     EngineOptions {
@@ -34,28 +35,6 @@ fn options(apply_lanes: usize) -> EngineOptions {
         apply_lanes,
         identity_traits: vec!["email".into()],
         ..EngineOptions::default()
-    }
-}
-
-/// A data directory removed when dropped.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new() -> DataDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "segd-lanes-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        DataDir(dir)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -83,7 +62,7 @@ fn external_ids() -> Vec<String> {
 /// to a one-lane engine, compares, reopens, compares again; returns the laned engine's
 /// count of parallel runs.
 fn check(batches: &[Vec<Message>]) -> Result<u64, TestCaseError> {
-    let dir = DataDir::new();
+    let dir = ScratchDir::new("lanes");
     let database = open(&dir.0);
     let reference = Engine::with_clock(options(1), ManualClock::new(NOW_MS));
     assert_eq!(reference.apply_lanes(), 1);

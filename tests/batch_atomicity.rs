@@ -15,6 +15,7 @@ mod common;
 
 use common::state::create;
 use common::strategies::{good_batch, seed_message, spoiled_batch, Spoiled, NOW_MS};
+use common::ScratchDir;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use segd::clock::ManualClock;
@@ -25,36 +26,13 @@ use segd::ingest::{parse_batch, Message};
 use segd::persist::wal::FsyncPolicy;
 use segd::persist::{Database, DatabaseError, DatabaseOptions};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 
 fn engine_options() -> EngineOptions {
     EngineOptions {
         shards: 3,
         identity_traits: vec!["email".into()],
         ..EngineOptions::default()
-    }
-}
-
-/// A data directory removed when dropped.
-struct DataDir(PathBuf);
-
-impl DataDir {
-    fn new(name: &str) -> DataDir {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "segd-atomicity-{name}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        DataDir(dir)
-    }
-}
-
-impl Drop for DataDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
@@ -174,7 +152,7 @@ fn check_refusal(error: &DatabaseError, index: usize) -> Result<(), TestCaseErro
 }
 
 fn check_case(history: &[Vec<Message>], spoiled: &Spoiled) -> Result<(), TestCaseError> {
-    let dir = DataDir::new("case");
+    let dir = ScratchDir::new("atomicity-case");
     let database = open(&dir.0);
     let reference = reference_engine();
     setup(&database, &reference);
@@ -251,7 +229,7 @@ proptest! {
 /// second failed.
 #[test]
 fn regression_new_trait_with_two_types_in_one_batch() {
-    let dir = DataDir::new("zz");
+    let dir = ScratchDir::new("atomicity-zz");
     let database = open(&dir.0);
     let reference = reference_engine();
     setup(&database, &reference);

@@ -92,16 +92,24 @@ async fn send(
     }
 }
 
+/// `GET path` with `headers`.
+async fn get(router: &Router, path: &str, headers: &[(&str, &str)]) -> Answer {
+    send(router, Method::GET, path, headers, None).await
+}
+
+/// `POST path` with `headers` and a JSON body (or `None`).
+async fn post(
+    router: &Router,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Option<Value>>,
+) -> Answer {
+    send(router, Method::POST, path, headers, body.into()).await
+}
+
 /// Signs in; returns (`Cookie` header value, CSRF token).
 async fn sign_in(router: &Router, key: &str) -> (String, String) {
-    let answer = send(
-        router,
-        Method::POST,
-        "/console/api/login",
-        &[],
-        Some(json!({ "key": key })),
-    )
-    .await;
+    let answer = post(router, "/console/api/login", &[], json!({ "key": key })).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     let cookie = answer.headers[header::SET_COOKIE].to_str().unwrap();
     assert!(cookie.contains("HttpOnly"), "{cookie}");
@@ -116,14 +124,7 @@ async fn ingest(router: &Router, path: &str, body: Value) {
         "Basic {}",
         base64::engine::general_purpose::STANDARD.encode(format!("{WRITE}:"))
     );
-    let answer = send(
-        router,
-        Method::POST,
-        path,
-        &[("authorization", &basic)],
-        Some(body),
-    )
-    .await;
+    let answer = post(router, path, &[("authorization", &basic)], body).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
 }
 
@@ -158,14 +159,7 @@ async fn schema_lists_traits_values_and_events() {
     )
     .await;
 
-    let schema = send(
-        &router,
-        Method::GET,
-        "/v1/schema",
-        &[("authorization", &admin)],
-        None,
-    )
-    .await;
+    let schema = get(&router, "/v1/schema", &[("authorization", &admin)]).await;
     assert_eq!(schema.status, StatusCode::OK, "{}", schema.text);
     assert_eq!(schema.json["profiles"], 3);
     let traits = schema.json["traits"].as_array().unwrap();
@@ -193,16 +187,9 @@ async fn schema_lists_traits_values_and_events() {
 
     // Admin only: a read key is refused, no key is 401.
     let read = format!("Bearer {READ}");
-    let refused = send(
-        &router,
-        Method::GET,
-        "/v1/schema",
-        &[("authorization", &read)],
-        None,
-    )
-    .await;
+    let refused = get(&router, "/v1/schema", &[("authorization", &read)]).await;
     assert_eq!(refused.status, StatusCode::FORBIDDEN);
-    let anonymous = send(&router, Method::GET, "/v1/schema", &[], None).await;
+    let anonymous = get(&router, "/v1/schema", &[]).await;
     assert_eq!(anonymous.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -210,112 +197,78 @@ async fn schema_lists_traits_values_and_events() {
 async fn a_session_stands_in_for_the_key_until_sign_out() {
     let router = app();
     let (cookie, csrf) = sign_in(&router, ADMIN).await;
-    let current = send(
-        &router,
-        Method::GET,
-        "/console/api/session",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let current = get(&router, "/console/api/session", &[("cookie", &cookie)]).await;
     assert_eq!(current.status, StatusCode::OK);
     assert_eq!(current.json["role"], "admin");
     assert_eq!(current.json["csrf"], csrf.as_str());
 
     // Reads need no token; changes need the CSRF token.
-    let list = send(
-        &router,
-        Method::GET,
-        "/v1/segments",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let list = get(&router, "/v1/segments", &[("cookie", &cookie)]).await;
     assert_eq!(list.status, StatusCode::OK);
     let body = json!({ "name": "de", "rule": "country = \"DE\"" });
-    let without = send(
+    let without = post(
         &router,
-        Method::POST,
         "/v1/segments",
         &[("cookie", &cookie)],
-        Some(body.clone()),
+        body.clone(),
     )
     .await;
     assert_eq!(without.status, StatusCode::FORBIDDEN);
     assert_eq!(without.code(), "csrf_refused");
-    let wrong = send(
+    let wrong = post(
         &router,
-        Method::POST,
         "/v1/segments",
         &[("cookie", &cookie), ("x-csrf-token", "0000")],
-        Some(body.clone()),
+        body.clone(),
     )
     .await;
     assert_eq!(wrong.code(), "csrf_refused");
-    let foreign = send(
+    let foreign = post(
         &router,
-        Method::POST,
         "/v1/segments",
         &[
             ("cookie", &cookie),
             ("x-csrf-token", &csrf),
             ("origin", "http://evil.test"),
         ],
-        Some(body.clone()),
+        body.clone(),
     )
     .await;
     assert_eq!(foreign.code(), "csrf_refused");
-    let list = send(
-        &router,
-        Method::GET,
-        "/v1/segments",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let list = get(&router, "/v1/segments", &[("cookie", &cookie)]).await;
     assert_eq!(
         list.json["segments"],
         json!([]),
         "refused requests changed nothing"
     );
-    let created = send(
+    let created = post(
         &router,
-        Method::POST,
         "/v1/segments",
         &[
             ("cookie", &cookie),
             ("x-csrf-token", &csrf),
             ("origin", "http://console.test"),
         ],
-        Some(body),
+        body,
     )
     .await;
     assert_eq!(created.status, StatusCode::CREATED, "{}", created.text);
 
     // Ingest is never reachable with a session.
-    let track = send(
+    let track = post(
         &router,
-        Method::POST,
         "/v1/track",
         &[("cookie", &cookie), ("x-csrf-token", &csrf)],
-        Some(json!({ "userId": "u", "event": "e" })),
+        json!({ "userId": "u", "event": "e" }),
     )
     .await;
     assert_eq!(track.status, StatusCode::FORBIDDEN);
 
     // Sign-out needs the token too, then the cookie is worthless.
-    let refused = send(
-        &router,
-        Method::POST,
-        "/console/api/logout",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let refused = post(&router, "/console/api/logout", &[("cookie", &cookie)], None).await;
     assert_eq!(refused.code(), "csrf_refused");
-    let out = send(
+    let out = post(
         &router,
-        Method::POST,
         "/console/api/logout",
         &[("cookie", &cookie), ("x-csrf-token", &csrf)],
         None,
@@ -326,24 +279,10 @@ async fn a_session_stands_in_for_the_key_until_sign_out() {
         .to_str()
         .unwrap()
         .contains("Max-Age=0"));
-    let after = send(
-        &router,
-        Method::GET,
-        "/v1/segments",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let after = get(&router, "/v1/segments", &[("cookie", &cookie)]).await;
     assert_eq!(after.status, StatusCode::UNAUTHORIZED);
     assert_eq!(after.code(), "session_expired");
-    let current = send(
-        &router,
-        Method::GET,
-        "/console/api/session",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let current = get(&router, "/console/api/session", &[("cookie", &cookie)]).await;
     assert_eq!(current.status, StatusCode::UNAUTHORIZED);
 }
 
@@ -356,14 +295,7 @@ async fn sessions_expire_after_their_idle_time() {
     let (cookie, _) = sign_in(&router, ADMIN).await;
     // Bounded wait for the 1 ms idle limit to pass (no timing is asserted).
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    let expired = send(
-        &router,
-        Method::GET,
-        "/v1/segments",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let expired = get(&router, "/v1/segments", &[("cookie", &cookie)]).await;
     assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
     assert_eq!(expired.code(), "session_expired");
 }
@@ -372,102 +304,54 @@ async fn sessions_expire_after_their_idle_time() {
 async fn read_sessions_are_read_only_and_bad_keys_do_not_sign_in() {
     let router = app();
     let (cookie, csrf) = sign_in(&router, READ).await;
-    let current = send(
-        &router,
-        Method::GET,
-        "/console/api/session",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let current = get(&router, "/console/api/session", &[("cookie", &cookie)]).await;
     assert_eq!(current.json["role"], "read");
     // Read routes: GET works.
-    let changes = send(
-        &router,
-        Method::GET,
-        "/v1/changes?limit=1",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let changes = get(&router, "/v1/changes?limit=1", &[("cookie", &cookie)]).await;
     assert_eq!(changes.status, StatusCode::OK, "{:?}", changes.json);
     // Webhooks are admin routes: neither listed nor registered with a read session.
-    let hooks = send(
-        &router,
-        Method::GET,
-        "/v1/webhooks",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let hooks = get(&router, "/v1/webhooks", &[("cookie", &cookie)]).await;
     assert_eq!(hooks.status, StatusCode::FORBIDDEN);
-    let register = send(
+    let register = post(
         &router,
-        Method::POST,
         "/v1/webhooks",
         &[("cookie", &cookie), ("x-csrf-token", &csrf)],
-        Some(json!({ "url": "http://127.0.0.1:9/hook" })),
+        json!({ "url": "http://127.0.0.1:9/hook" }),
     )
     .await;
     assert_eq!(register.status, StatusCode::FORBIDDEN);
     // Admin routes are refused.
-    let segments = send(
-        &router,
-        Method::GET,
-        "/v1/segments",
-        &[("cookie", &cookie)],
-        None,
-    )
-    .await;
+    let segments = get(&router, "/v1/segments", &[("cookie", &cookie)]).await;
     assert_eq!(segments.status, StatusCode::FORBIDDEN);
 
-    let unknown = send(
-        &router,
-        Method::POST,
-        "/console/api/login",
-        &[],
-        Some(json!({ "key": "nope" })),
-    )
-    .await;
+    let unknown = post(&router, "/console/api/login", &[], json!({ "key": "nope" })).await;
     assert_eq!(unknown.status, StatusCode::UNAUTHORIZED);
     assert!(unknown.headers.get(header::SET_COOKIE).is_none());
-    let write = send(
-        &router,
-        Method::POST,
-        "/console/api/login",
-        &[],
-        Some(json!({ "key": WRITE })),
-    )
-    .await;
+    let write = post(&router, "/console/api/login", &[], json!({ "key": WRITE })).await;
     assert_eq!(write.status, StatusCode::FORBIDDEN);
-    let foreign = send(
+    let foreign = post(
         &router,
-        Method::POST,
         "/console/api/login",
         &[("origin", "http://evil.test")],
-        Some(json!({ "key": ADMIN })),
+        json!({ "key": ADMIN }),
     )
     .await;
     assert_eq!(foreign.code(), "csrf_refused");
-    let forged = send(
+    let forged = get(
         &router,
-        Method::GET,
         "/v1/webhooks",
         &[("cookie", "segd_session=forged")],
-        None,
     )
     .await;
     assert_eq!(forged.status, StatusCode::UNAUTHORIZED);
     // A key in Authorization is judged alone, whatever cookie comes with it.
-    let keyed = send(
+    let keyed = get(
         &router,
-        Method::GET,
         "/v1/segments",
         &[
             ("cookie", &cookie),
             ("authorization", &format!("Bearer {ADMIN}")),
         ],
-        None,
     )
     .await;
     assert_eq!(keyed.status, StatusCode::OK);
@@ -483,12 +367,11 @@ async fn rule_errors_carry_their_span_and_the_bridge_round_trips() {
         json!({ "userId": "u1", "traits": { "age": 30, "city": "Zürich" } }),
     )
     .await;
-    let syntax = send(
+    let syntax = post(
         &router,
-        Method::POST,
         "/v1/segments/preview",
         &[("authorization", &admin)],
-        Some(json!({ "rule": "city = \"Zürich\" and and" })),
+        json!({ "rule": "city = \"Zürich\" and and" }),
     )
     .await;
     assert_eq!(syntax.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -496,12 +379,11 @@ async fn rule_errors_carry_their_span_and_the_bridge_round_trips() {
         syntax.json["error"]["span"],
         json!({ "start": 20, "end": 23 })
     );
-    let typed = send(
+    let typed = post(
         &router,
-        Method::POST,
         "/v1/segments/preview",
         &[("authorization", &admin)],
-        Some(json!({ "rule": "city = \"x\" or age contains \"3\"" })),
+        json!({ "rule": "city = \"x\" or age contains \"3\"" }),
     )
     .await;
     assert_eq!(
@@ -515,32 +397,29 @@ async fn rule_errors_carry_their_span_and_the_bridge_round_trips() {
         json!({ "start": 14, "end": 26 })
     );
 
-    let to_ast = send(
+    let to_ast = post(
         &router,
-        Method::POST,
         "/console/api/rule",
         &[("authorization", &admin)],
-        Some(json!({ "rule": "age >= 30  and city = \"Zürich\"" })),
+        json!({ "rule": "age >= 30  and city = \"Zürich\"" }),
     )
     .await;
     assert_eq!(to_ast.status, StatusCode::OK, "{}", to_ast.text);
     assert_eq!(to_ast.json["ast"]["kind"], "and");
     assert_eq!(to_ast.json["text"], "age >= 30 and city = \"Zürich\"");
-    let back = send(
+    let back = post(
         &router,
-        Method::POST,
         "/console/api/rule",
         &[("authorization", &admin)],
-        Some(json!({ "rule": to_ast.json["ast"] })),
+        json!({ "rule": to_ast.json["ast"] }),
     )
     .await;
     assert_eq!(back.json["text"], to_ast.json["text"]);
-    let bad = send(
+    let bad = post(
         &router,
-        Method::POST,
         "/console/api/rule",
         &[("authorization", &admin)],
-        Some(json!({ "rule": "age contains \"3\"" })),
+        json!({ "rule": "age contains \"3\"" }),
     )
     .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -550,10 +429,10 @@ async fn rule_errors_carry_their_span_and_the_bridge_round_trips() {
 #[tokio::test]
 async fn assets_are_served_with_a_strict_policy() {
     let router = app();
-    let root = send(&router, Method::GET, "/", &[], None).await;
+    let root = get(&router, "/", &[]).await;
     assert_eq!(root.status, StatusCode::TEMPORARY_REDIRECT);
     assert_eq!(root.headers[header::LOCATION], "/console/");
-    let page = send(&router, Method::GET, "/console/", &[], None).await;
+    let page = get(&router, "/console/", &[]).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page
         .text
@@ -562,12 +441,12 @@ async fn assets_are_served_with_a_strict_policy() {
         .to_str()
         .unwrap()
         .contains("script-src 'self'"));
-    let script = send(&router, Method::GET, "/console/editor.js", &[], None).await;
+    let script = get(&router, "/console/editor.js", &[]).await;
     assert_eq!(script.status, StatusCode::OK);
     assert!(script.headers[header::CONTENT_TYPE]
         .to_str()
         .unwrap()
         .starts_with("text/javascript"));
-    let missing = send(&router, Method::GET, "/console/..%2Fmain.rs", &[], None).await;
+    let missing = get(&router, "/console/..%2Fmain.rs", &[]).await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 }

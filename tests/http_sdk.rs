@@ -2,17 +2,15 @@
 //! RudderStack (Node, JavaScript) SDKs send, from `tests/fixtures/sdk/`, and checks the
 //! answer the SDKs expect and the profile that results.
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+mod common;
+
+use axum::http::StatusCode;
 use base64::Engine as _;
-use http_body_util::BodyExt;
+use common::sdk::{fixture_files, replay, service};
 use segd::engine::{Engine, EngineOptions};
-use segd::http::auth::Keys;
-use segd::http::{router, ServiceOptions, ServiceState};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const WRITE_KEY: &str = "sdk-fixture-write-key";
 
@@ -22,30 +20,10 @@ async fn sdk_payloads_are_accepted_as_the_sdks_expect() {
         shards: 2,
         ..EngineOptions::default()
     }));
-    let state = ServiceState::new(
-        engine.clone(),
-        ServiceOptions {
-            keys: Keys {
-                write: vec![WRITE_KEY.into()],
-                admin: vec!["admin".into()],
-                ..Keys::default()
-            },
-            ..ServiceOptions::default()
-        },
-    );
-    let app = router(state);
-    let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdk");
+    let app = service(engine.clone(), WRITE_KEY, "admin");
     let mut replayed = 0;
-    let mut paths: Vec<_> = std::fs::read_dir(directory)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        // `captured/` holds real SDK captures, replayed by `http_sdk_captures.rs`.
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "json")
-        })
-        .collect();
-    paths.sort();
+    // `captured/` holds real SDK captures, replayed by `http_sdk_captures.rs`.
+    let paths = fixture_files("");
     for path in paths {
         let fixture: Value = serde_json::from_str(
             &std::fs::read_to_string(&path)
@@ -58,27 +36,28 @@ async fn sdk_payloads_are_accepted_as_the_sdks_expect() {
         )
         .unwrap();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let mut builder = Request::builder()
-            .method(fixture["method"].as_str().unwrap())
-            .uri(fixture["path"].as_str().unwrap());
-        for (header, value) in fixture["headers"].as_object().unwrap() {
-            builder = builder.header(header, value.as_str().unwrap());
-        }
+        let mut headers: Vec<(&str, &str)> = fixture["headers"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(header, value)| (header.as_str(), value.as_str().unwrap()))
+            .collect();
         let mut body = fixture["body"].to_string().into_bytes();
         if fixture["gzip"] == true {
-            builder = builder.header("Content-Encoding", "gzip");
+            headers.push(("Content-Encoding", "gzip"));
             let mut encoder =
                 flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
             encoder.write_all(&body).unwrap();
             body = encoder.finish().unwrap();
         }
-        let response = app
-            .clone()
-            .oneshot(builder.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let (status, bytes) = replay(
+            &app,
+            fixture["method"].as_str().unwrap(),
+            fixture["path"].as_str().unwrap(),
+            headers,
+            body,
+        )
+        .await;
         assert_eq!(
             status,
             StatusCode::OK,

@@ -5,14 +5,15 @@
 //! arrived. Also replays the analytics.js batch without `Authorization`, as
 //! `navigator.sendBeacon` sends it, authenticated by the `writeKey` in the body.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
+use common::sdk::{fixture_files, replay};
 use http_body_util::BodyExt;
 use segd::clock::ManualClock;
 use segd::engine::{Engine, EngineOptions};
-use segd::http::auth::Keys;
-use segd::http::{router, ServiceOptions, ServiceState};
 use serde_json::Value;
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -32,17 +33,7 @@ struct Capture {
 }
 
 fn captures() -> Vec<Capture> {
-    let directory = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/sdk/captured");
-    let mut paths: Vec<_> = std::fs::read_dir(directory)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| {
-            path.extension()
-                .is_some_and(|extension| extension == "json")
-        })
-        .collect();
-    paths.sort();
-    paths
+    fixture_files("captured")
         .into_iter()
         .map(|path| {
             let record: Value =
@@ -78,17 +69,7 @@ fn service() -> axum::Router {
         },
         ManualClock::new(NOW_MS),
     ));
-    router(ServiceState::new(
-        engine,
-        ServiceOptions {
-            keys: Keys {
-                write: vec![WRITE_KEY.into()],
-                admin: vec![ADMIN_KEY.into()],
-                ..Keys::default()
-            },
-            ..ServiceOptions::default()
-        },
-    ))
+    common::sdk::service(engine, WRITE_KEY, ADMIN_KEY)
 }
 
 async fn send(
@@ -96,22 +77,19 @@ async fn send(
     capture: &Capture,
     skip_header: Option<&str>,
 ) -> (StatusCode, Value) {
-    let mut builder = Request::builder()
-        .method(capture.method.as_str())
-        .uri(capture.path.as_str());
-    for (name, value) in &capture.headers {
-        if skip_header.is_some_and(|skip| skip.eq_ignore_ascii_case(name)) {
-            continue;
-        }
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let response = app
-        .clone()
-        .oneshot(builder.body(Body::from(capture.body.clone())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let headers = capture
+        .headers
+        .iter()
+        .filter(|(name, _)| !skip_header.is_some_and(|skip| skip.eq_ignore_ascii_case(name)))
+        .map(|(name, value)| (name.as_str(), value.as_str()));
+    let (status, bytes) = replay(
+        app,
+        &capture.method,
+        &capture.path,
+        headers,
+        capture.body.clone(),
+    )
+    .await;
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, body)

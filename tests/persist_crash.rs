@@ -4,68 +4,29 @@
 //! Failpoints are process-wide, so they live in this test binary, apart from the
 //! other persistence tests.
 
-use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, Mutation};
+mod common;
+
+use common::persist::{populate, state, Suite};
+use segd::engine::Mutation;
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
-use segd::persist::{set_failpoint, Database, DatabaseOptions, FailAction, PersistError};
+use segd::persist::{set_failpoint, Database, FailAction, PersistError};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-const NOW_MS: i64 = 1_750_000_000_000;
+const SUITE: Suite = Suite {
+    name: "crash",
+    fsync: FsyncPolicy::Always,
+    wal_segment_bytes: Some(16 << 10),
+    shards: 3,
+    identity_traits: &[],
+};
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-crash-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(dir: &Path) -> DatabaseOptions {
-    DatabaseOptions {
-        fsync: FsyncPolicy::Always,
-        wal_segment_bytes: 16 << 10,
-        engine: EngineOptions {
-            shards: 3,
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    }
-}
-
-fn open(dir: &Path) -> (Database, segd::persist::RecoveryReport) {
-    Database::open(options(dir), ManualClock::new(NOW_MS)).unwrap()
-}
-
-fn populate(database: &Database, from: usize, to: usize) {
-    let messages: Vec<Value> = (from..to)
-        .map(|index| {
-            let plan = ["free", "pro"][index % 2];
-            json!({"type": "identify", "userId": format!("user-{index}"),
-                   "traits": {"n": index as i64, "plan": plan}})
-        })
-        .collect();
-    database
-        .apply(Mutation::Messages(
-            parse_batch(&json!({ "batch": messages })).unwrap(),
-        ))
-        .unwrap();
-}
-
-fn state(database: &Database, to: usize) -> Vec<Value> {
-    (0..to)
-        .map(|index| {
-            database
-                .engine()
-                .traits_of(&format!("user-{index}"))
-                .map_or(Value::Null, Value::Object)
-        })
-        .collect()
-}
 #[test]
 fn a_crash_between_snapshot_fsync_and_rename_keeps_the_previous_snapshot() {
-    let dir = data_dir("before-rename");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("before-rename");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 200);
     let first = database.snapshot_now().unwrap();
     populate(&database, 200, 300);
@@ -75,7 +36,7 @@ fn a_crash_between_snapshot_fsync_and_rename_keeps_the_previous_snapshot() {
     assert!(matches!(error, PersistError::Io { .. }), "{error}");
     let before = state(&database, 300);
     drop(database);
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert_eq!(report.snapshot.as_deref(), Some(first.path.as_path()));
     assert_eq!(state(&database, 300), before);
     // The temporary directory was cleaned up.
@@ -92,8 +53,11 @@ fn run_child() -> ! {
     if let Ok(point) = std::env::var("SEGD_CRASH_FAILPOINT") {
         set_failpoint(&point, Some(FailAction::Abort));
     }
-    let (database, _) =
-        Database::open(options(&dir), std::sync::Arc::new(segd::clock::SystemClock)).unwrap();
+    let (database, _) = Database::open(
+        SUITE.options(&dir),
+        std::sync::Arc::new(segd::clock::SystemClock),
+    )
+    .unwrap();
     let database = std::sync::Arc::new(database);
     println!("start head={}", database.engine().changes().head());
     for (name, rule) in crash_segments() {
@@ -194,7 +158,7 @@ fn killed_at_random_moments_loses_nothing_acknowledged() {
         .and_then(|text| text.parse().ok())
         .unwrap_or(7);
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let dir = data_dir("kill");
+    let dir = SUITE.data_dir("kill");
     const BATCHES_PER_CYCLE: usize = 300;
     const BATCH_MESSAGES: usize = 20;
     let mut acknowledged: Vec<usize> = Vec::new();
@@ -264,8 +228,11 @@ fn killed_at_random_moments_loses_nothing_acknowledged() {
     }
     assert!(!acknowledged.is_empty(), "no cycle acknowledged anything");
 
-    let (database, report) =
-        Database::open(options(&dir), std::sync::Arc::new(segd::clock::SystemClock)).unwrap();
+    let (database, report) = Database::open(
+        SUITE.options(&dir),
+        std::sync::Arc::new(segd::clock::SystemClock),
+    )
+    .unwrap();
     let engine = database.engine();
     eprintln!(
         "{cycles} cycles: {} of {next} messages acknowledged, {} profiles; last recovery: {report}",

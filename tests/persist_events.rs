@@ -5,35 +5,24 @@
 //! properties), the same behavioral segment memberships, the same pending timers, and
 //! fresh behavioral queries give the same answers.
 
-use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, Mutation, RuleInput};
+mod common;
+
+use common::persist::{Suite, NOW_MS};
+use segd::engine::{Mutation, RuleInput};
 use segd::ingest::parse_batch;
 use segd::persist::wal::FsyncPolicy;
-use segd::persist::{Database, DatabaseOptions};
+use segd::persist::Database;
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
 
-const NOW_MS: i64 = 1_750_000_000_000;
+const SUITE: Suite = Suite {
+    name: "events",
+    fsync: FsyncPolicy::Never,
+    wal_segment_bytes: None,
+    shards: 3,
+    identity_traits: &["email"],
+};
+
 const DAY_MS: i64 = 86_400_000;
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-events-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn open(dir: &Path) -> Database {
-    let options = DatabaseOptions {
-        fsync: FsyncPolicy::Never,
-        engine: EngineOptions {
-            shards: 3,
-            identity_traits: vec!["email".into()],
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    };
-    Database::open(options, ManualClock::new(NOW_MS)).unwrap().0
-}
 
 fn time(offset_days: i64) -> String {
     segd::store::value::format_timestamp(NOW_MS - offset_days * DAY_MS)
@@ -135,8 +124,8 @@ fn fingerprint(database: &Database) -> Value {
 
 #[test]
 fn events_survive_wal_replay_and_snapshots() {
-    let dir = data_dir("roundtrip");
-    let database = open(&dir);
+    let dir = SUITE.data_dir("roundtrip");
+    let database = SUITE.open(&dir).0;
     workload(&database);
     let expected = fingerprint(&database);
     assert!(expected["cards"].as_array().unwrap().len() > 50);
@@ -144,12 +133,12 @@ fn events_survive_wal_replay_and_snapshots() {
     drop(database);
 
     // WAL only.
-    let database = open(&dir);
+    let database = SUITE.open(&dir).0;
     assert_eq!(fingerprint(&database), expected, "after WAL replay");
     // Snapshot, then restart from it.
     database.snapshot_now().unwrap();
     drop(database);
-    let database = open(&dir);
+    let database = SUITE.open(&dir).0;
     assert_eq!(fingerprint(&database), expected, "after snapshot load");
     drop(database);
     let _ = std::fs::remove_dir_all(&dir);

@@ -4,67 +4,30 @@
 //!
 //! No failpoints here (they are process-wide; see `persist_lifecycle.rs`).
 
-use segd::clock::ManualClock;
-use segd::engine::EngineOptions;
+mod common;
+
+use common::persist::{files_containing, state, Suite};
 use segd::engine::Mutation;
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::{list_segments, FsyncPolicy};
-use segd::persist::{Database, DatabaseOptions};
-use serde_json::{json, Value};
+use segd::persist::Database;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
-const NOW_MS: i64 = 1_750_000_000_000;
+const SUITE: Suite = Suite {
+    name: "faults",
+    fsync: FsyncPolicy::Always,
+    wal_segment_bytes: Some(16 << 10),
+    shards: 2,
+    identity_traits: &["email"],
+};
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-faults-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(dir: &Path) -> DatabaseOptions {
-    DatabaseOptions {
-        fsync: FsyncPolicy::Always,
-        wal_segment_bytes: 16 << 10,
-        engine: EngineOptions {
-            shards: 2,
-            identity_traits: vec!["email".into()],
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    }
-}
-
-fn open(dir: &Path) -> (Database, segd::persist::RecoveryReport) {
-    Database::open(options(dir), ManualClock::new(NOW_MS)).unwrap()
-}
-
+/// Identifies in batches of 50 (each as `common::persist::populate`).
 fn populate(database: &Database, from: usize, to: usize) {
     for chunk_start in (from..to).step_by(50) {
-        let messages: Vec<Value> = (chunk_start..to.min(chunk_start + 50))
-            .map(|index| {
-                let plan = ["free", "pro"][index % 2];
-                json!({"type": "identify", "userId": format!("user-{index}"),
-                       "traits": {"n": index as i64, "plan": plan}})
-            })
-            .collect();
-        database
-            .apply(Mutation::Messages(
-                parse_batch(&json!({ "batch": messages })).unwrap(),
-            ))
-            .unwrap();
+        common::persist::populate(database, chunk_start, to.min(chunk_start + 50));
     }
-}
-
-fn state(database: &Database, to: usize) -> Vec<Value> {
-    (0..to)
-        .map(|index| {
-            database
-                .engine()
-                .traits_of(&format!("user-{index}"))
-                .map_or(Value::Null, Value::Object)
-        })
-        .collect()
 }
 
 fn flip_byte_at(path: &Path, at: usize) {
@@ -75,8 +38,8 @@ fn flip_byte_at(path: &Path, at: usize) {
 
 #[test]
 fn damage_in_a_covered_wal_segment_loses_nothing() {
-    let dir = data_dir("covered");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("covered");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 200);
     let older = database.snapshot_now().unwrap();
     populate(&database, 200, 600);
@@ -101,7 +64,7 @@ fn damage_in_a_covered_wal_segment_loses_nothing() {
     let length = std::fs::metadata(victim).unwrap().len() as usize;
     flip_byte_at(victim, length / 2);
 
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert_eq!(report.snapshot.as_deref(), Some(newer.path.as_path()));
     assert!(report.quarantined.is_empty(), "{report}");
     assert!(report.truncated.is_none(), "{report}");
@@ -110,32 +73,10 @@ fn damage_in_a_covered_wal_segment_loses_nothing() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if contains(&std::fs::read(&path).unwrap(), needle.as_bytes()) {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn erasure_survives_a_crash_and_inspect_names_files_holding_erased_data() {
-    let dir = data_dir("erasure-crash");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("erasure-crash");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 100);
     database
         .apply(Mutation::Messages(
@@ -174,7 +115,7 @@ fn erasure_survives_a_crash_and_inspect_names_files_holding_erased_data() {
     assert!(report.to_string().contains("ERASED DATA"), "{report}");
 
     // The next snapshot after the restart deletes every older file, quarantined too.
-    let (database, _) = open(&dir);
+    let (database, _) = SUITE.open(&dir);
     assert!(database.engine().traits_of("erase-me-uid").is_err());
     let written = database.snapshot_now().unwrap();
     assert!(!written.skipped);
@@ -195,8 +136,8 @@ fn erasure_survives_a_crash_and_inspect_names_files_holding_erased_data() {
 
 #[test]
 fn an_idle_database_does_not_rewrite_its_snapshot() {
-    let dir = data_dir("idle");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("idle");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 50);
     let first = database.snapshot_now().unwrap();
     assert!(!first.skipped);
@@ -217,7 +158,7 @@ fn an_idle_database_does_not_rewrite_its_snapshot() {
     );
     drop(database);
     // A restart logs a fresh sequence reservation: one snapshot, then nothing to write.
-    let (database, _) = open(&dir);
+    let (database, _) = SUITE.open(&dir);
     database.snapshot_now().unwrap();
     assert!(database.snapshot_now().unwrap().skipped);
     populate(&database, 50, 60);

@@ -6,33 +6,30 @@
 //! Regenerate (only together with a version bump, keeping the old fixture):
 //! `cargo test --release --test persist_fixtures -- --ignored generate_fixture`
 
-use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, Mutation, RuleInput, StaticEdit};
+mod common;
+
+use common::persist::Suite;
+use segd::engine::{Mutation, RuleInput, StaticEdit};
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
-use segd::persist::{Database, DatabaseOptions};
 use segd::segment::ast::Rule;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
-const NOW_MS: i64 = 1_750_000_000_000;
+const SUITE: Suite = Suite {
+    name: "fixture",
+    fsync: FsyncPolicy::Always,
+    wal_segment_bytes: None,
+    shards: 1,
+    identity_traits: &[],
+};
+
 /// Profiles in the fixture: enough for one string column to leave dictionary form.
 const PROFILES: usize = 4_200;
 
 fn fixture_dir(version: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("snapshots/fixtures/v{version}"))
-}
-
-fn options(dir: &Path) -> DatabaseOptions {
-    DatabaseOptions {
-        fsync: FsyncPolicy::Always,
-        engine: EngineOptions {
-            shards: 1,
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    }
 }
 
 fn rule(value: Value) -> Option<Rule> {
@@ -53,7 +50,7 @@ fn profile(index: usize) -> Value {
 fn generate_fixture() {
     let dir = fixture_dir(segd::persist::format::SNAPSHOT_FORMAT_VERSION);
     let _ = std::fs::remove_dir_all(&dir);
-    let (database, _) = Database::open(options(&dir), ManualClock::new(NOW_MS)).unwrap();
+    let (database, _) = SUITE.open(&dir);
     let messages: Vec<Value> = (0..PROFILES).map(profile).collect();
     for chunk in messages.chunks(1_000) {
         database
@@ -180,10 +177,9 @@ fn version_3_fixture_loads_with_its_contents() {
 fn check_fixture(version: u32) {
     let fixture = fixture_dir(version);
     assert!(inspect(&fixture).unwrap().is_healthy());
-    let dir = std::env::temp_dir().join(format!("segd-fixture-v{version}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = SUITE.data_dir(&format!("v{version}"));
     copy_dir(&fixture, &dir);
-    let (database, report) = Database::open(options(&dir), ManualClock::new(NOW_MS)).unwrap();
+    let (database, report) = SUITE.open(&dir);
     assert!(report.snapshot.is_some(), "{report}");
     assert_eq!(report.replayed_messages, 2, "{report}");
     assert_eq!(report.replay_errors, 0, "{report}");

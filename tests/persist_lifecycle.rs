@@ -6,17 +6,25 @@
 //!
 //! Failpoints are process-wide, so everything runs in one test, one step at a time.
 
-use segd::clock::ManualClock;
-use segd::engine::EngineOptions;
+mod common;
+
+use common::persist::{files_containing, populate_with, Suite};
 use segd::engine::Mutation;
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::FsyncPolicy;
-use segd::persist::{set_failpoint, Database, DatabaseOptions, FailAction};
+use segd::persist::{set_failpoint, Database, FailAction};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-const NOW_MS: i64 = 1_750_000_000_000;
+const SUITE: Suite = Suite {
+    name: "lifecycle",
+    fsync: FsyncPolicy::Always,
+    wal_segment_bytes: Some(8 << 10),
+    shards: 2,
+    identity_traits: &[],
+};
+
 const SECRET: &str = "erase-target-7f3a";
 
 /// Every failpoint of a snapshot that follows an erasure, in the order they are hit.
@@ -31,42 +39,8 @@ const STEPS: [&str; 8] = [
     "erasure_marker_before_clear",
 ];
 
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-lifecycle-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(dir: &Path) -> DatabaseOptions {
-    DatabaseOptions {
-        fsync: FsyncPolicy::Always,
-        wal_segment_bytes: 8 << 10,
-        engine: EngineOptions {
-            shards: 2,
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    }
-}
-
-fn open(dir: &Path) -> Database {
-    Database::open(options(dir), ManualClock::new(NOW_MS))
-        .unwrap()
-        .0
-}
-
 fn populate(database: &Database, from: usize, to: usize) {
-    let messages: Vec<Value> = (from..to)
-        .map(|index| {
-            json!({"type": "identify", "userId": format!("user-{index}"),
-                   "traits": {"n": index as i64}})
-        })
-        .collect();
-    database
-        .apply(Mutation::Messages(
-            parse_batch(&json!({ "batch": messages })).unwrap(),
-        ))
-        .unwrap();
+    populate_with(database, from, to, |index| json!({"n": index as i64}));
 }
 
 fn state(database: &Database) -> Vec<Value> {
@@ -82,29 +56,9 @@ fn state(database: &Database) -> Vec<Value> {
         .collect()
 }
 
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if std::fs::read(&path)
-                .unwrap()
-                .windows(needle.len())
-                .any(|window| window == needle.as_bytes())
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 fn crash_at(step: &str) {
-    let dir = data_dir(step);
-    let database = open(&dir);
+    let dir = SUITE.data_dir(step);
+    let database = SUITE.open(&dir).0;
     populate(&database, 0, 100);
     database
         .apply(Mutation::Messages(
@@ -134,7 +88,7 @@ fn crash_at(step: &str) {
     assert!(outcome.is_err(), "{step}: the failpoint was hit");
     drop(database); // the crash
 
-    let database = open(&dir);
+    let database = SUITE.open(&dir).0;
     assert_eq!(state(&database), expected, "{step}: state after the crash");
     assert!(
         !inspect(&dir).unwrap().snapshots.is_empty(),
@@ -159,7 +113,7 @@ fn crash_at(step: &str) {
     set_failpoint("snapshot_before_rename", None);
     assert!(idle.unwrap().skipped, "{step}: same-LSN snapshot skipped");
     drop(database);
-    let database = open(&dir);
+    let database = SUITE.open(&dir).0;
     assert_eq!(
         state(&database),
         expected,

@@ -2,8 +2,11 @@
 //! damaged snapshots and WAL tails, a failing WAL, sequence numbers across restarts,
 //! de-duplication and suppression across restarts, durable erasure, inspect.
 
+mod common;
+
+use common::persist::{files_containing, send, Suite, NOW_MS};
 use segd::clock::ManualClock;
-use segd::engine::{EngineOptions, Mutation, StaticEdit};
+use segd::engine::{Mutation, StaticEdit};
 use segd::ingest::parse_batch;
 use segd::persist::inspect::inspect;
 use segd::persist::wal::{FsyncPolicy, WalFaults};
@@ -14,30 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-const NOW_MS: i64 = 1_750_000_000_000;
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-persist-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn options(dir: &Path) -> DatabaseOptions {
-    DatabaseOptions {
-        fsync: FsyncPolicy::Always,
-        wal_segment_bytes: 64 << 10,
-        engine: EngineOptions {
-            shards: 3,
-            identity_traits: vec!["email".into()],
-            ..EngineOptions::default()
-        },
-        ..DatabaseOptions::new(dir)
-    }
-}
-
-fn open(dir: &Path) -> (Database, segd::persist::RecoveryReport) {
-    Database::open(options(dir), ManualClock::new(NOW_MS)).unwrap()
-}
+const SUITE: Suite = Suite {
+    name: "persist",
+    fsync: FsyncPolicy::Always,
+    wal_segment_bytes: Some(64 << 10),
+    shards: 3,
+    identity_traits: &["email"],
+};
 
 fn rule(value: Value) -> Option<Rule> {
     Some(serde_json::from_value(value).unwrap())
@@ -45,11 +31,6 @@ fn rule(value: Value) -> Option<Rule> {
 
 fn identify(id: &str, traits: Value) -> Value {
     json!({"type": "identify", "userId": id, "traits": traits, "messageId": format!("m-{id}-{traits}")})
-}
-
-fn send(database: &Database, messages: Vec<Value>) {
-    let batch = parse_batch(&json!({ "batch": messages })).unwrap();
-    database.apply(Mutation::Messages(batch)).unwrap();
 }
 
 /// Profiles with every column kind: dictionary strings, arena strings (more distinct
@@ -260,15 +241,15 @@ fn workload(database: &Database) {
 
 #[test]
 fn wal_only_recovery_reproduces_the_state() {
-    let dir = data_dir("wal-only");
-    let (database, report) = open(&dir);
+    let dir = SUITE.data_dir("wal-only");
+    let (database, report) = SUITE.open(&dir);
     assert!(report.snapshot.is_none());
     workload(&database);
     let before = fingerprint(&database, &ids(5_200));
     let head_before = database.engine().changes().head();
     drop(database);
 
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert!(report.snapshot.is_none());
     assert!(report.replayed_messages >= 5_200, "{report}");
     assert_eq!(report.replay_errors, 0, "{report}");
@@ -279,8 +260,8 @@ fn wal_only_recovery_reproduces_the_state() {
 
 #[test]
 fn snapshot_then_wal_recovery_reproduces_the_state() {
-    let dir = data_dir("snapshot");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("snapshot");
+    let (database, _) = SUITE.open(&dir);
     workload(&database);
     let snapshot = database.snapshot_now().unwrap();
     assert!(snapshot.bytes > 0);
@@ -294,7 +275,7 @@ fn snapshot_then_wal_recovery_reproduces_the_state() {
     let head_before = database.engine().changes().head();
     drop(database);
 
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert_eq!(report.snapshot.as_deref(), Some(snapshot.path.as_path()));
     assert_eq!(report.replayed_messages, 200, "{report}");
     assert_eq!(fingerprint(&database, &ids(5_400)), before);
@@ -303,7 +284,7 @@ fn snapshot_then_wal_recovery_reproduces_the_state() {
     // Snapshot of a snapshot-loaded engine, then load again: still identical.
     database.snapshot_now().unwrap();
     drop(database);
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert_eq!(report.replayed_records, 0, "{report}");
     assert_eq!(fingerprint(&database, &ids(5_400)), before);
 
@@ -336,8 +317,8 @@ fn flip_byte(path: &Path, at_fraction: f64) {
 #[test]
 fn a_damaged_snapshot_is_rejected_and_the_previous_one_used() {
     for damage in ["flip", "truncate", "version", "missing"] {
-        let dir = data_dir(&format!("damaged-{damage}"));
-        let (database, _) = open(&dir);
+        let dir = SUITE.data_dir(&format!("damaged-{damage}"));
+        let (database, _) = SUITE.open(&dir);
         populate(&database, 0, 300);
         define_segments(&database);
         let first = database.snapshot_now().unwrap();
@@ -364,7 +345,7 @@ fn a_damaged_snapshot_is_rejected_and_the_previous_one_used() {
         let inspected = inspect(&dir).unwrap();
         assert!(!inspected.is_healthy(), "{damage}: {inspected}");
 
-        let (database, report) = open(&dir);
+        let (database, report) = SUITE.open(&dir);
         assert_eq!(
             report.snapshot.as_deref(),
             Some(first.path.as_path()),
@@ -384,8 +365,8 @@ fn a_damaged_snapshot_is_rejected_and_the_previous_one_used() {
 
 #[test]
 fn a_torn_wal_tail_is_cut_at_the_last_valid_batch() {
-    let dir = data_dir("torn");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("torn");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 100);
     let before = fingerprint(&database, &ids(120));
     send(
@@ -401,7 +382,7 @@ fn a_torn_wal_tail_is_cut_at_the_last_valid_batch() {
     // Cut inside the last batch, as a crash mid-write would.
     std::fs::write(last, &bytes[..bytes.len() - 5]).unwrap();
 
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     let (path, _, reason) = report.truncated.clone().expect("tail cut");
     assert_eq!(&path, last);
     assert!(
@@ -417,7 +398,7 @@ fn a_torn_wal_tail_is_cut_at_the_last_valid_batch() {
         vec![identify("user-111", json!({"plan": "after"}))],
     );
     drop(database);
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert!(report.truncated.is_none(), "{report}");
     assert_eq!(
         database.engine().traits_of("user-111").unwrap()["plan"],
@@ -428,11 +409,11 @@ fn a_torn_wal_tail_is_cut_at_the_last_valid_batch() {
 
 #[test]
 fn a_failing_wal_refuses_writes_and_acknowledges_nothing_lost() {
-    let dir = data_dir("failing");
+    let dir = SUITE.data_dir("failing");
     let faults = Arc::new(WalFaults::default());
     let options = DatabaseOptions {
         faults: Some(faults.clone()),
-        ..options(&dir)
+        ..SUITE.options(&dir)
     };
     let (database, _) = Database::open(options, ManualClock::new(NOW_MS)).unwrap();
     populate(&database, 0, 10);
@@ -458,38 +439,16 @@ fn a_failing_wal_refuses_writes_and_acknowledges_nothing_lost() {
         .is_err());
     drop(database);
 
-    let (database, _) = open(&dir);
+    let (database, _) = SUITE.open(&dir);
     assert!(database.engine().traits_of("user-9").is_ok());
     assert!(database.engine().traits_of("user-50").is_err());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
-}
-
-fn files_containing(dir: &Path, needle: &str) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(next) = stack.pop() {
-        for entry in std::fs::read_dir(&next).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if contains(&std::fs::read(&path).unwrap(), needle.as_bytes()) {
-                found.push(path);
-            }
-        }
-    }
-    found
-}
-
 #[test]
 fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
-    let dir = data_dir("erasure");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("erasure");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 5_000);
     define_segments(&database);
     // Unique values: an id, an anonymous id, an email (identity trait, arena column)
@@ -530,7 +489,7 @@ fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
         );
     }
     drop(database);
-    let (database, _) = open(&dir);
+    let (database, _) = SUITE.open(&dir);
     assert!(database.engine().traits_of("erase-me-uid").is_err());
     let outcome = database
         .apply(Mutation::Messages(parse_batch(&json!({"batch": [{"type": "identify", "anonymousId": "erase-me-anon", "traits": {"plan": "back"}}]})).unwrap()))
@@ -552,8 +511,8 @@ fn erasure_leaves_no_trace_on_disk_after_the_next_snapshot() {
 
 #[test]
 fn snapshots_rotate_the_wal_and_inspect_lists_everything() {
-    let dir = data_dir("inspect");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("inspect");
+    let (database, _) = SUITE.open(&dir);
     populate(&database, 0, 2_000);
     let first = database.snapshot_now().unwrap();
     populate(&database, 2_000, 2_500);
@@ -590,8 +549,8 @@ fn snapshots_rotate_the_wal_and_inspect_lists_everything() {
 
 #[test]
 fn concurrent_ingest_replays_in_apply_order() {
-    let dir = data_dir("concurrent");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("concurrent");
+    let (database, _) = SUITE.open(&dir);
     define_segments(&database);
     let database = Arc::new(database);
     let threads: Vec<_> = (0..4)
@@ -621,7 +580,7 @@ fn concurrent_ingest_replays_in_apply_order() {
     everyone.push("shared".into());
     let before = fingerprint(&database, &everyone);
     drop(database);
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert_eq!(report.replay_errors, 0, "{report}");
     assert_eq!(fingerprint(&database, &everyone), before);
     std::fs::remove_dir_all(&dir).unwrap();
@@ -631,8 +590,8 @@ fn concurrent_ingest_replays_in_apply_order() {
 /// a message id seen before the snapshot is still a duplicate after loading it.
 #[test]
 fn snapshots_keep_message_id_hashes_not_the_ids() {
-    let dir = data_dir("dedup-hashes");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("dedup-hashes");
+    let (database, _) = SUITE.open(&dir);
     let message_id = "message-id-that-must-not-reach-the-disk-7f3a";
     let message = json!({"type": "identify", "userId": "dedup-user", "traits": {"plan": "pro"}, "messageId": message_id});
     send(&database, vec![message.clone()]);
@@ -647,7 +606,7 @@ fn snapshots_keep_message_id_hashes_not_the_ids() {
             "a snapshot file holds the message id"
         );
     }
-    let (database, report) = open(&dir);
+    let (database, report) = SUITE.open(&dir);
     assert!(report.snapshot.is_some(), "{report}");
     let outcome = database
         .apply(Mutation::Messages(
@@ -666,8 +625,8 @@ fn snapshots_keep_message_id_hashes_not_the_ids() {
 /// reservation made before preparing it would show as a WAL record.
 #[test]
 fn a_refused_batch_needing_a_reservation_writes_nothing() {
-    let dir = data_dir("refused-reservation");
-    let (database, _) = open(&dir);
+    let dir = SUITE.data_dir("refused-reservation");
+    let (database, _) = SUITE.open(&dir);
     for index in 0..100 {
         database
             .apply(Mutation::CreateSegment {

@@ -187,6 +187,10 @@ fn with_key(key: &str, method: Method, path: &str, body: Option<Value>) -> Reque
     }
 }
 
+fn get(key: &str, path: &str) -> Request<Body> {
+    with_key(key, Method::GET, path, None)
+}
+
 fn ingest(path: &str, body: Value) -> Request<Body> {
     let basic = base64::engine::general_purpose::STANDARD.encode(format!("{WRITE}:"));
     Request::builder()
@@ -226,42 +230,73 @@ fn spawn_call(router: &Router, request: Request<Body>) -> JoinHandle<(StatusCode
     tokio::spawn(async move { call(&router, request).await })
 }
 
-/// Sends `request` while the write is held and returns its answer, failing if the
-/// write completed (or the applier was let go) before the answer came.
-async fn read_while_held(
-    service: &Service,
-    write: &JoinHandle<(StatusCode, Value)>,
-    request: Request<Body>,
-) -> (StatusCode, Value) {
-    let what = format!("{} {}", request.method(), request.uri());
-    let answer = bounded(
-        &format!("{what} while a write was held"),
-        spawn_call(&service.router, request),
-    )
-    .await
-    .unwrap();
-    assert!(
-        !write.is_finished() && !service.hold.released.load(Ordering::SeqCst),
-        "the write was no longer held when {what} answered"
-    );
-    answer
+/// A write held by the applier hook: reads are sent while it is held, then it is let go.
+struct HeldWrite<'a> {
+    service: &'a Service,
+    write: JoinHandle<(StatusCode, Value)>,
+    release: mpsc::Sender<()>,
 }
 
-async fn wait_entered(entered: oneshot::Receiver<()>) {
-    bounded(
-        "waiting for the applier to reach the held mutation",
-        entered,
-    )
-    .await
-    .expect("the hook was dropped");
+impl<'a> HeldWrite<'a> {
+    /// Arms the hold for the next mutation of `kind`, sends `request` and waits until
+    /// the applier holds it.
+    async fn start(
+        service: &'a Service,
+        kind: &'static str,
+        request: Request<Body>,
+    ) -> HeldWrite<'a> {
+        let (entered, release) = service.hold.arm(kind);
+        let write = spawn_call(&service.router, request);
+        bounded(
+            "waiting for the applier to reach the held mutation",
+            entered,
+        )
+        .await
+        .expect("the hook was dropped");
+        HeldWrite {
+            service,
+            write,
+            release,
+        }
+    }
+
+    /// Sends `request` while the write is held and returns its answer, failing if the
+    /// write completed (or the applier was let go) before the answer came.
+    async fn read(&self, request: Request<Body>) -> (StatusCode, Value) {
+        let what = format!("{} {}", request.method(), request.uri());
+        let answer = bounded(
+            &format!("{what} while a write was held"),
+            spawn_call(&self.service.router, request),
+        )
+        .await
+        .unwrap();
+        assert!(
+            !self.write.is_finished() && !self.service.hold.released.load(Ordering::SeqCst),
+            "the write was no longer held when {what} answered"
+        );
+        answer
+    }
+
+    /// Lets the write go on and returns its answer (`what` names it if none comes).
+    async fn release(self, what: &str) -> (StatusCode, Value) {
+        self.release.send(()).unwrap();
+        bounded(what, self.write).await.unwrap()
+    }
+}
+
+fn healthz() -> Request<Body> {
+    Request::builder()
+        .uri("/healthz")
+        .body(Body::empty())
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn lookups_answer_while_a_batch_is_held_mid_apply() {
     let service = service("batch").await;
-    let (entered, release) = service.hold.arm("messages");
-    let write = spawn_call(
-        &service.router,
+    let held = HeldWrite::start(
+        &service,
+        "messages",
         ingest(
             "/v1/batch",
             json!({"batch": [
@@ -269,80 +304,43 @@ async fn lookups_answer_while_a_batch_is_held_mid_apply() {
                 {"type": "identify", "userId": "u3", "traits": {"plan": "pro"}},
             ]}),
         ),
-    );
-    wait_entered(entered).await;
-
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/segments/pro/members/u1", None),
     )
     .await;
+
+    let (status, answer) = held.read(get(READ, "/v1/segments/pro/members/u1")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["member"], json!(true));
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/segments/pro/members/u3", None),
-    )
-    .await;
+    let (status, answer) = held.read(get(READ, "/v1/segments/pro/members/u3")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["member"], json!(false), "the held write is visible");
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        Request::builder()
-            .uri("/healthz")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, answer) = held.read(healthz()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/profiles/u1", None),
-    )
-    .await;
+    let (status, answer) = held.read(get(READ, "/v1/profiles/u1")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["traits"]["plan"], json!("pro"));
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/profiles/u9", None),
-    )
-    .await;
+    let (status, answer) = held.read(get(READ, "/v1/profiles/u9")).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "the held write is visible: {answer}"
     );
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(
+    let (status, answer) = held
+        .read(with_key(
             ADMIN,
             Method::POST,
             "/v1/segments/preview",
             Some(json!({"rule": plan_is("pro")})),
-        ),
-    )
-    .await;
+        ))
+        .await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["count"], json!(2));
 
-    release.send(()).unwrap();
-    let (status, answer) = bounded("the write once released", write).await.unwrap();
+    let (status, answer) = held.release("the write once released").await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     for profile in ["u9", "u3"] {
         let (status, answer) = call(
             &service.router,
-            with_key(
-                READ,
-                Method::GET,
-                &format!("/v1/segments/pro/members/{profile}"),
-                None,
-            ),
+            get(READ, &format!("/v1/segments/pro/members/{profile}")),
         )
         .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
@@ -353,63 +351,35 @@ async fn lookups_answer_while_a_batch_is_held_mid_apply() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 1)]
 async fn lookups_answer_while_a_segment_creation_is_held() {
     let service = service("create").await;
-    let (entered, release) = service.hold.arm("create_segment");
-    let write = spawn_call(
-        &service.router,
+    let held = HeldWrite::start(
+        &service,
+        "create_segment",
         with_key(
             ADMIN,
             Method::POST,
             "/v1/segments",
             Some(json!({"name": "free", "rule": plan_is("free")})),
         ),
-    );
-    wait_entered(entered).await;
-
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/segments/pro/members/u2", None),
     )
     .await;
+
+    let (status, answer) = held.read(get(READ, "/v1/segments/pro/members/u2")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["member"], json!(true));
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/profiles/u3", None),
-    )
-    .await;
+    let (status, answer) = held.read(get(READ, "/v1/profiles/u3")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        with_key(READ, Method::GET, "/v1/segments/free/members/u3", None),
-    )
-    .await;
+    let (status, answer) = held.read(get(READ, "/v1/segments/free/members/u3")).await;
     assert_eq!(
         status,
         StatusCode::NOT_FOUND,
         "the held creation is visible: {answer}"
     );
-    let (status, answer) = read_while_held(
-        &service,
-        &write,
-        Request::builder()
-            .uri("/healthz")
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let (status, answer) = held.read(healthz()).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
 
-    release.send(()).unwrap();
-    let (status, answer) = bounded("the creation once released", write).await.unwrap();
+    let (status, answer) = held.release("the creation once released").await;
     assert_eq!(status, StatusCode::CREATED, "{answer}");
-    let (status, answer) = call(
-        &service.router,
-        with_key(READ, Method::GET, "/v1/segments/free/members/u3", None),
-    )
-    .await;
+    let (status, answer) = call(&service.router, get(READ, "/v1/segments/free/members/u3")).await;
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(answer["member"], json!(true));
 }

@@ -4,32 +4,19 @@
 //! an open server refuses to listen beyond loopback without `--allow-open`. Bounded:
 //! every wait has a deadline.
 
+mod common;
+
+use common::process::{free_address, segd, ServeProcess};
+use common::temp_data_dir;
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
 const WRITE: &str = "wk-never-printed-1234";
 const READ: &str = "rk-never-printed-5678";
 const ADMIN: &str = "ak-never-printed-9012";
-
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-security-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn segd() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_segd"))
-}
 
 /// A raw HTTP/1.1 request; returns the status.
 fn request(address: SocketAddr, method: &str, path: &str, extra: &str, body: &str) -> u16 {
@@ -55,65 +42,47 @@ fn request(address: SocketAddr, method: &str, path: &str, extra: &str, body: &st
         .unwrap_or(0)
 }
 
+/// A `segd serve` child with debug logging into `log`.
 struct Server {
-    child: Child,
-    address: SocketAddr,
+    process: ServeProcess,
     log: PathBuf,
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServeProcess;
+
+    fn deref(&self) -> &ServeProcess {
+        &self.process
+    }
 }
 
 impl Server {
     fn start(dir: &Path, log: PathBuf) -> Server {
-        let address = free_address();
-        let child = segd()
-            .args(["serve", "--listen", &address.to_string(), "--data-dir"])
-            .arg(dir)
-            .args([
-                "--write-key",
-                WRITE,
-                "--read-key",
-                READ,
-                "--admin-key",
-                ADMIN,
-            ])
-            .args(["--shards", "2", "--wal-fsync", "always"])
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .stderr(Stdio::from(
-                std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
-            ))
-            .spawn()
-            .unwrap();
-        let server = Server {
-            child,
-            address,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while request(server.address, "GET", "/readyz", "", "") != 200 {
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        server
+        let keys = [
+            "--write-key",
+            WRITE,
+            "--read-key",
+            READ,
+            "--admin-key",
+            ADMIN,
+        ];
+        let args = [&keys[..], &["--shards", "2", "--wal-fsync", "always"]].concat();
+        let process = ServeProcess::spawn(dir, &args, |command| {
+            command
+                .env("RUST_LOG", "debug")
+                .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+                .stderr(Stdio::from(
+                    std::fs::OpenOptions::new().append(true).open(&log).unwrap(),
+                ));
+        });
+        process.wait_ready(|address| request(address, "GET", "/readyz", "", "") == 200);
+        Server { process, log }
     }
 
     /// SIGTERM (graceful: final snapshot), then wait.
     fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "server did not stop");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(self.process.terminate().is_some(), "server did not stop");
         std::fs::read_to_string(&self.log).unwrap()
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -127,7 +96,7 @@ fn output_text(output: &Output) -> String {
 
 #[test]
 fn keys_are_never_printed_and_the_data_directory_is_locked_and_private() {
-    let dir = data_dir("lock");
+    let dir = temp_data_dir("security", "lock");
     let log = std::env::temp_dir().join(format!("segd-security-{}.log", std::process::id()));
     let server = Server::start(&dir, log.clone());
     let basic = {
@@ -246,7 +215,7 @@ fn keys_are_never_printed_and_the_data_directory_is_locked_and_private() {
 
 #[test]
 fn an_open_server_stays_on_loopback_unless_allowed() {
-    let dir = data_dir("open");
+    let dir = temp_data_dir("security", "open");
     let refused = segd()
         .args(["serve", "--listen", "0.0.0.0:0", "--data-dir"])
         .arg(&dir)

@@ -4,69 +4,55 @@
 //! their due time, `--demo` loads only into an empty data directory, and `segd inspect`
 //! verifies the directory afterwards. Bounded: every wait has a deadline.
 
+mod common;
+
+use common::process::ServeProcess;
+use common::temp_data_dir;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const ADMIN: &str = "admin-secret";
 const WRITE: &str = "write-secret";
 
-fn free_address() -> SocketAddr {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-}
-
-fn data_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("segd-serve-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 struct Server {
-    child: Child,
-    address: SocketAddr,
+    process: ServeProcess,
+}
+
+impl std::ops::Deref for Server {
+    type Target = ServeProcess;
+
+    fn deref(&self) -> &ServeProcess {
+        &self.process
+    }
 }
 
 impl Server {
     fn start(dir: &Path, extra: &[&str]) -> Server {
-        let address = free_address();
-        let child = Command::new(env!("CARGO_BIN_EXE_segd"))
-            .args([
-                "serve",
-                "--listen",
-                &address.to_string(),
-                "--data-dir",
-                dir.to_str().unwrap(),
-                "--admin-key",
-                ADMIN,
-                "--read-key",
-                "read-secret",
-                "--write-key",
-                WRITE,
-                "--shards",
-                "2",
-                "--wal-fsync",
-                "always",
-            ])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let server = Server { child, address };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok((200, _)) = server.request("GET", "/readyz", None, None) {
-                return server;
-            }
-            assert!(Instant::now() < deadline, "server did not become ready");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let args = [
+            "--admin-key",
+            ADMIN,
+            "--read-key",
+            "read-secret",
+            "--write-key",
+            WRITE,
+            "--shards",
+            "2",
+            "--wal-fsync",
+            "always",
+        ];
+        let process = ServeProcess::spawn(dir, &args, |command| {
+            command
+                .args(extra)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        });
+        let server = Server { process };
+        server.wait_ready(|_| matches!(server.request("GET", "/readyz", None, None), Ok((200, _))));
+        server
     }
 
     fn request(
@@ -123,27 +109,13 @@ impl Server {
 
     /// SIGTERM, then wait for a clean exit (graceful shutdown writes the final snapshot).
     fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                assert!(status.success(), "segd exited with {status}");
-                return;
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
+        match self.process.terminate() {
+            Some(status) => assert!(status.success(), "segd exited with {status}"),
+            None => {
+                let _ = self.process.child.kill();
                 panic!("segd did not stop within 30 s of SIGTERM");
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -157,7 +129,7 @@ fn iso(offset_ms: i64) -> String {
 
 #[test]
 fn writes_survive_restart_and_ticker_applies_time_driven_changes() {
-    let dir = data_dir("restart");
+    let dir = temp_data_dir("serve", "restart");
     let server = Server::start(&dir, &[]);
     let (status, _) = server.admin(
         "POST",
@@ -237,7 +209,7 @@ fn writes_survive_restart_and_ticker_applies_time_driven_changes() {
 
 #[test]
 fn demo_loads_into_an_empty_data_directory() {
-    let dir = data_dir("demo");
+    let dir = temp_data_dir("serve", "demo");
     let server = Server::start(&dir, &["--demo", "--demo-profiles", "300"]);
     let (status, listed) = server.admin("GET", "/v1/segments", None);
     assert_eq!(status, 200);
@@ -250,7 +222,7 @@ fn demo_loads_into_an_empty_data_directory() {
 /// `segd serve` then serves.
 #[test]
 fn imported_csv_is_served_after_restart() {
-    let dir = data_dir("import");
+    let dir = temp_data_dir("serve", "import");
     let csv = dir.with_extension("csv");
     let generated = Command::new(env!("CARGO_BIN_EXE_segd-gen"))
         .args(["profiles", "--count", "2000", "--format", "csv", "--out"])
@@ -296,7 +268,7 @@ fn imported_csv_is_served_after_restart() {
 /// graceful restart (from the snapshot), and deletions too.
 #[test]
 fn webhook_registrations_survive_crash_and_restart() {
-    let dir = data_dir("webhooks");
+    let dir = temp_data_dir("serve", "webhooks");
     let server = Server::start(&dir, &["--webhook-allow-private"]);
     for port in [9, 10] {
         let (status, body) = server.admin(
@@ -310,8 +282,8 @@ fn webhook_registrations_survive_crash_and_restart() {
     assert_eq!(status, 200);
     // Crash: no final snapshot, the WAL is all there is.
     let mut crashed = server;
-    crashed.child.kill().unwrap();
-    crashed.child.wait().unwrap();
+    crashed.process.child.kill().unwrap();
+    crashed.process.child.wait().unwrap();
     drop(crashed);
     let server = Server::start(&dir, &["--webhook-allow-private"]);
     let (_, listed) = server.admin("GET", "/v1/webhooks", None);

@@ -514,9 +514,8 @@ async fn run_connection(shared: Arc<Shared>) -> ConnectionResult {
         statuses: BTreeMap::new(),
         errors: 0,
     };
-    let mut stream: Option<TcpStream> = None;
+    let mut link = Link::new(shared.address);
     let mut request = Vec::with_capacity(4096);
-    let mut buffer = Vec::with_capacity(16 * 1024);
     loop {
         if shared.stop.load(Ordering::Relaxed) {
             break;
@@ -543,37 +542,69 @@ async fn run_connection(shared: Arc<Shared>) -> ConnectionResult {
             break;
         }
         shared.factory.build(number, &mut request);
-        let exchange = async {
-            if stream.is_none() {
-                stream = Some(connect(shared.address).await?);
-            }
-            let connection = stream.as_mut().expect("connected above");
-            connection.write_all(&request).await?;
-            read_response(connection, &mut buffer).await
-        };
-        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-            Ok(Ok(status)) => {
-                let micros = (intended.elapsed().as_micros() as u64).clamp(1, MAX_LATENCY_US);
-                result.histogram.saturating_record(micros);
-                *result.statuses.entry(status.to_string()).or_default() += 1;
-                if !(200..300).contains(&status) {
-                    result.errors += 1;
-                }
-            }
-            Ok(Err(_)) | Err(_) => {
-                result.errors += 1;
-                *result
-                    .statuses
-                    .entry("connection_error".into())
-                    .or_default() += 1;
-                stream = None;
-                buffer.clear();
-            }
+        let answered = link
+            .send_counted(&request, intended, &mut result.statuses, &mut result.errors)
+            .await;
+        if let Some(micros) = answered {
+            result.histogram.saturating_record(micros);
         }
     }
     result
 }
 
+/// A client task's keep-alive connection, opened on first use and again after an error.
+struct Link {
+    address: SocketAddr,
+    stream: Option<TcpStream>,
+    buffer: Vec<u8>,
+}
+
+impl Link {
+    fn new(address: SocketAddr) -> Link {
+        Link {
+            address,
+            stream: None,
+            buffer: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    /// Sends `request` (within [`REQUEST_TIMEOUT`]) and counts the outcome in `statuses`
+    /// and `errors`: its status (an error unless 2xx), or `connection_error`, after
+    /// which the connection is dropped. Returns the latency from `since` in
+    /// microseconds if there was an answer.
+    async fn send_counted(
+        &mut self,
+        request: &[u8],
+        since: Instant,
+        statuses: &mut BTreeMap<String, u64>,
+        errors: &mut u64,
+    ) -> Option<u64> {
+        let outcome = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            exchange(&mut self.stream, self.address, request, &mut self.buffer),
+        )
+        .await;
+        let micros = (since.elapsed().as_micros() as u64).clamp(1, MAX_LATENCY_US);
+        match outcome {
+            Ok(Ok(status)) => {
+                *statuses.entry(status.to_string()).or_default() += 1;
+                if !(200..300).contains(&status) {
+                    *errors += 1;
+                }
+                Some(micros)
+            }
+            Ok(Err(_)) | Err(_) => {
+                *errors += 1;
+                *statuses.entry("connection_error".into()).or_default() += 1;
+                self.stream = None;
+                self.buffer.clear();
+                None
+            }
+        }
+    }
+}
+
+/// Sends `request` on `stream` (connecting first if there is none) and reads the answer.
 async fn exchange(
     stream: &mut Option<TcpStream>,
     address: SocketAddr,
@@ -628,8 +659,7 @@ async fn run_reader(plan: Arc<MixedPlan>) -> ReaderResult {
         statuses: BTreeMap::new(),
         errors: 0,
     };
-    let mut stream = None;
-    let mut buffer = Vec::with_capacity(16 * 1024);
+    let mut link = Link::new(plan.address);
     let mut ticker = tokio::time::interval(plan.interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut number = 0u64;
@@ -653,33 +683,15 @@ async fn run_reader(plan: Arc<MixedPlan>) -> ReaderResult {
         );
         let sent = Instant::now();
         let sent_us = (sent - plan.started).as_micros() as u64;
-        match tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            exchange(&mut stream, plan.address, &request, &mut buffer),
-        )
-        .await
-        {
-            Ok(Ok(status)) => {
-                let micros = (sent.elapsed().as_micros() as u64).clamp(1, MAX_LATENCY_US);
-                result.histogram.saturating_record(micros);
-                let create_sent = plan.create_sent_us.load(Ordering::Relaxed);
-                let create_done = plan.create_done_us.load(Ordering::Relaxed);
-                if sent_us >= create_sent && sent_us <= create_done {
-                    result.during_create.saturating_record(micros);
-                }
-                *result.statuses.entry(status.to_string()).or_default() += 1;
-                if !(200..300).contains(&status) {
-                    result.errors += 1;
-                }
-            }
-            Ok(Err(_)) | Err(_) => {
-                result.errors += 1;
-                *result
-                    .statuses
-                    .entry("connection_error".into())
-                    .or_default() += 1;
-                stream = None;
-                buffer.clear();
+        let answered = link
+            .send_counted(&request, sent, &mut result.statuses, &mut result.errors)
+            .await;
+        if let Some(micros) = answered {
+            result.histogram.saturating_record(micros);
+            let create_sent = plan.create_sent_us.load(Ordering::Relaxed);
+            let create_done = plan.create_done_us.load(Ordering::Relaxed);
+            if sent_us >= create_sent && sent_us <= create_done {
+                result.during_create.saturating_record(micros);
             }
         }
     }

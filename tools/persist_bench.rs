@@ -10,7 +10,9 @@
 //! [segments] [wal messages]`. The 10M target run:
 //! `cargo run --release --bin segd-persist-bench -- /tmp/segd-bench 10000000 100 2000000`
 //! With `SEGD_BENCH_KEEP=1` the data directory stays; `-- --load <dir>/data` then
-//! measures a restart alone.
+//! measures a restart alone (and writes two snapshots, so the next restart replays
+//! nothing: copy the directory per run). `--apply-lanes N` after the directory sets the
+//! engine's apply lanes (replay applies its batches over them; 0 = one per core).
 
 use segd::bulk::{default_threads, load_demo};
 use segd::clock::{Clock, SystemClock};
@@ -88,11 +90,26 @@ fn main() {
             args.next()
                 .unwrap_or_else(|| fail("usage", "--load <data dir>")),
         );
+        let mut options = options(&dir, FsyncPolicy::IntervalMs(10));
+        if args.next().as_deref() == Some("--apply-lanes") {
+            options.engine.apply_lanes = args
+                .next()
+                .and_then(|lanes| lanes.parse().ok())
+                .unwrap_or_else(|| fail("usage", "--apply-lanes <number>"));
+        }
         let started = Instant::now();
         let (database, recovery) =
-            Database::open(options(&dir, FsyncPolicy::IntervalMs(10)), clock())
-                .unwrap_or_else(|e| fail("open", e));
+            Database::open(options, clock()).unwrap_or_else(|e| fail("open", e));
+        println!("apply lanes: {}", database.engine().apply_lanes());
         print!("{recovery}");
+        println!(
+            "parallel lane runs during replay: {}",
+            database
+                .engine()
+                .counters
+                .parallel_runs
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
         println!(
             "restart: {:.3} s; {} profiles",
             started.elapsed().as_secs_f64(),
