@@ -5,17 +5,17 @@
 //! arrived. Also replays the analytics.js batch without `Authorization`, as
 //! `navigator.sendBeacon` sends it, authenticated by the `writeKey` in the body.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use segd::clock::ManualClock;
 use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::Keys;
 use segd::http::{router, ServiceOptions, ServiceState};
 use serde_json::Value;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// The write key the captures were made with.
 const WRITE_KEY: &str = "wk_fixture";
@@ -105,13 +105,8 @@ async fn send(
         }
         builder = builder.header(name.as_str(), value.as_str());
     }
-    let response = app
-        .clone()
-        .oneshot(builder.body(Body::from(capture.body.clone())).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let request = builder.body(Body::from(capture.body.clone())).unwrap();
+    let (status, _, bytes) = common::openapi::oneshot_checked(app, request).await;
     let body = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, body)
@@ -122,9 +117,7 @@ async fn card(app: &axum::Router, profile: &str) -> Value {
         .header("Authorization", format!("Bearer {ADMIN_KEY}"))
         .body(Body::empty())
         .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, bytes) = common::openapi::oneshot_checked(app, request).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -227,6 +220,6 @@ async fn analytics_js_batch_without_authorization_uses_the_body_write_key() {
         .header("Authorization", format!("Bearer {ADMIN_KEY}"))
         .body(Body::empty())
         .unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, _, _) = common::openapi::oneshot_checked(&app, request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

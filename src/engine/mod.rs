@@ -228,7 +228,7 @@ pub fn identity_key_for_external(external: &str) -> String {
 }
 
 /// Summary of a segment for listings.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentSummary {
     pub id: SegmentId,
     pub name: String,
@@ -236,7 +236,10 @@ pub struct SegmentSummary {
     pub version: u32,
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// The rule as text (null for static segments).
     pub rule: Option<String>,
+    /// The rule as its JSON AST (null for static segments).
+    #[schema(value_type = Option<Object>)]
     pub rule_ast: Option<Rule>,
     pub count: u64,
 }
@@ -267,9 +270,10 @@ pub enum SetExpression {
 }
 
 /// A members page.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MembersPage {
     pub members: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 

@@ -2,4 +2,5 @@
 //! `mod common;` and uses what it needs (hence `dead_code` is allowed here).
 #![allow(dead_code)]
 
+pub mod openapi;
 pub mod strategies;
