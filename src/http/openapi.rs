@@ -169,6 +169,7 @@ pub fn document() -> Value {
             }
         }
     }
+    declare_free_form_objects(&mut document);
     document["components"]["securitySchemes"] = json!({
         "writeKey": {
             "type": "http", "scheme": "basic",
@@ -180,6 +181,32 @@ pub fn document() -> Value {
         "adminKey": {"type": "http", "scheme": "bearer", "description": "An admin key: passes for every scope"}
     });
     document
+}
+
+/// Makes `additionalProperties: true` explicit on object schemas that list no properties
+/// (traits, event properties, rule ASTs): the same meaning in JSON Schema, but generators
+/// read a bare `{"type": "object"}` as an empty object (`Record<string, never>`).
+fn declare_free_form_objects(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            let is_object = match map.get("type") {
+                Some(Value::String(kind)) => kind == "object",
+                Some(Value::Array(kinds)) => kinds.iter().any(|kind| kind == "object"),
+                _ => false,
+            };
+            if is_object
+                && !map.contains_key("properties")
+                && !map.contains_key("additionalProperties")
+            {
+                map.insert("additionalProperties".into(), Value::Bool(true));
+            }
+            for child in map.values_mut() {
+                declare_free_form_objects(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(declare_free_form_objects),
+        _ => {}
+    }
 }
 
 /// This API description.
