@@ -2,17 +2,17 @@
 //! RudderStack (Node, JavaScript) SDKs send, from `tests/fixtures/sdk/`, and checks the
 //! answer the SDKs expect and the profile that results.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::Keys;
 use segd::http::{router, ServiceOptions, ServiceState};
 use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const WRITE_KEY: &str = "sdk-fixture-write-key";
 
@@ -72,13 +72,8 @@ async fn sdk_payloads_are_accepted_as_the_sdks_expect() {
             encoder.write_all(&body).unwrap();
             body = encoder.finish().unwrap();
         }
-        let response = app
-            .clone()
-            .oneshot(builder.body(Body::from(body)).unwrap())
-            .await
-            .unwrap();
-        let status = response.status();
-        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let request = builder.body(Body::from(body)).unwrap();
+        let (status, _, bytes) = common::openapi::oneshot_checked(&app, request).await;
         assert_eq!(
             status,
             StatusCode::OK,
