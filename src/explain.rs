@@ -13,7 +13,8 @@ use serde::Serialize;
 use serde_json::Value;
 
 /// One evaluated rule node.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+#[schema(no_recursion)]
 pub struct ExplainedCondition {
     /// The node as rule text.
     pub rule: String,
@@ -34,7 +35,7 @@ pub struct ExplainedCondition {
 }
 
 /// The whole explanation.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     pub segment_id: SegmentId,
     pub segment: String,

@@ -48,6 +48,9 @@ enum Command {
     /// bar; the result is snapshotted so it survives restarts. Run it while no server
     /// uses the directory.
     Import(ImportArgs),
+    /// Print the HTTP API's OpenAPI 3.1 document (the same as `GET /openapi.json`), e.g.
+    /// to generate a client: `segd openapi > openapi.json`.
+    Openapi,
 }
 
 #[derive(Args, Debug)]
@@ -100,6 +103,16 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Inspect(args) => inspect(args),
         Command::Import(args) => import(args),
+        Command::Openapi => {
+            let document = segd::http::openapi::document();
+            match serde_json::to_string_pretty(&document) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
     }
 }
 

@@ -1,6 +1,10 @@
 //! The consumer libraries' own suites (`clients/python`, `clients/typescript`), run as
 //! part of `cargo test` against this build's `segd` binary.
 //!
+//! `typescript_generated_client` generates a client from this build's OpenAPI document
+//! (`segd openapi` → openapi-typescript) and makes typed calls with it (openapi-fetch)
+//! against a real server (`clients/typescript/openapi/`).
+//!
 //! Each suite starts real `segd serve` processes on 127.0.0.1 (see their harnesses) and
 //! checks change-feed consumption, membership, retries and webhook signatures. Their
 //! dependencies come from the registries: `.ci/run` creates `clients/python/.venv` (pytest)
@@ -67,4 +71,26 @@ fn typescript_client_suite() {
     let mut command = Command::new("npm");
     command.args(["test", "--silent"]).current_dir(&dir);
     run(command, "clients/typescript (npm test)");
+}
+
+#[test]
+fn typescript_generated_client() {
+    let dir = clients_dir().join("typescript");
+    let has_npm = Command::new("npm")
+        .arg("--version")
+        .output()
+        .is_ok_and(|output| output.status.success());
+    let installed = ["typescript", "openapi-typescript", "openapi-fetch"]
+        .iter()
+        .all(|package| dir.join("node_modules").join(package).exists());
+    if !has_npm || !installed {
+        return missing(
+            "Node.js with clients/typescript/node_modules incl. openapi-typescript (npm ci)",
+        );
+    }
+    let mut command = Command::new("npm");
+    command
+        .args(["run", "test:openapi", "--silent"])
+        .current_dir(&dir);
+    run(command, "clients/typescript (npm run test:openapi)");
 }

@@ -6,18 +6,18 @@
 //! read-only, write keys cannot sign in), rule error spans, the rule text ⇄ AST bridge
 //! and the static assets.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::Keys;
 use segd::http::console::ConsoleOptions;
 use segd::http::{router, ServiceOptions, ServiceState};
 use serde_json::{json, Value};
 use std::sync::Arc;
-use tower::ServiceExt;
 
 const WRITE: &str = "write-key-1";
 const READ: &str = "read-key-1";
@@ -80,10 +80,7 @@ async fn send(
             .unwrap(),
         None => builder.body(Body::empty()).unwrap(),
     };
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = common::openapi::oneshot_checked(router, request).await;
     Answer {
         status,
         headers,

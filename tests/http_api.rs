@@ -1,10 +1,11 @@
 //! Router tests through `oneshot`: every endpoint with good and bad input.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use segd::changes::ChangeLogOptions;
 use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::Keys;
@@ -69,11 +70,9 @@ impl Answer {
     }
 }
 
+/// Every response is also checked against `/openapi.json` (tests/common/openapi.rs).
 async fn call(router: &Router, request: Request<Body>) -> Answer {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, headers, bytes) = common::openapi::oneshot_checked(router, request).await;
     let text = String::from_utf8_lossy(&bytes).to_string();
     let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     Answer {

@@ -8,6 +8,8 @@
 //! position and the webhook list are the same before and after. The server (a real
 //! database-backed router) keeps answering throughout.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
 use axum::Router;
@@ -310,13 +312,27 @@ async fn send(
         // Some hostile paths are not even valid URIs for the client: nothing to send.
         return (StatusCode::BAD_REQUEST, String::new());
     };
+    let uri = request.uri().to_string();
     let response = fixture.router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     if path.contains("/stream") {
         // An event stream never ends: the status is what matters.
         return (status, String::new());
     }
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_string);
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    // Refusals of hostile input are documented answers too.
+    common::openapi::check_response(
+        method.as_str(),
+        &uri,
+        status.as_u16(),
+        content_type.as_deref(),
+        &bytes,
+    );
     (status, String::from_utf8_lossy(&bytes).to_string())
 }
 

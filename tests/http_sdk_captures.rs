@@ -11,12 +11,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use base64::Engine as _;
 use common::sdk::{fixture_files, replay};
-use http_body_util::BodyExt;
 use segd::clock::ManualClock;
 use segd::engine::{Engine, EngineOptions};
 use serde_json::Value;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// The write key the captures were made with.
 const WRITE_KEY: &str = "wk_fixture";
@@ -100,9 +98,7 @@ async fn card(app: &axum::Router, profile: &str) -> Value {
         .header("Authorization", format!("Bearer {ADMIN_KEY}"))
         .body(Body::empty())
         .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, bytes) = common::openapi::oneshot_checked(app, request).await;
     assert_eq!(
         status,
         StatusCode::OK,
@@ -205,6 +201,6 @@ async fn analytics_js_batch_without_authorization_uses_the_body_write_key() {
         .header("Authorization", format!("Bearer {ADMIN_KEY}"))
         .body(Body::empty())
         .unwrap();
-    let response = app.oneshot(request).await.unwrap();
-    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, _, _) = common::openapi::oneshot_checked(&app, request).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }

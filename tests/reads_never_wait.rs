@@ -9,11 +9,12 @@
 //! plain thread, not by tokio's timer: with the only worker blocked, the runtime's
 //! timer would not fire.
 
+mod common;
+
 use axum::body::Body;
 use axum::http::{header, Method, Request, StatusCode};
 use axum::Router;
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use segd::clock::ManualClock;
 use segd::engine::{EngineOptions, Mutation};
 use segd::http::auth::Keys;
@@ -28,7 +29,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tower::ServiceExt;
 
 const WRITE: &str = "write-key-1";
 const READ: &str = "read-key-1";
@@ -203,9 +203,7 @@ fn ingest(path: &str, body: Value) -> Request<Body> {
 }
 
 async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
-    let response = router.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, bytes) = common::openapi::oneshot_checked(router, request).await;
     let json = serde_json::from_slice(&bytes)
         .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
     (status, json)

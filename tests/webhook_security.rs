@@ -6,11 +6,12 @@
 //! verify independently, two signatures during a secret rotation); and concurrent
 //! register/delete persist exactly the list held in memory (checked after a restart).
 
+mod common;
+
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use http_body_util::BodyExt;
 use segd::clock::SystemClock;
 use segd::engine::{Engine, EngineOptions};
 use segd::http::auth::Keys;
@@ -24,7 +25,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::timeout;
-use tower::ServiceExt;
 
 const ADMIN: &str = "ak-webhooks";
 const READ: &str = "rk-webhooks";
@@ -85,9 +85,7 @@ async fn call(
             .unwrap(),
         None => builder.body(Body::empty()).unwrap(),
     };
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let (status, _, bytes) = common::openapi::oneshot_checked(app, request).await;
     (
         status,
         serde_json::from_slice(&bytes).unwrap_or(Value::Null),

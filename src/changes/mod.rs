@@ -62,7 +62,7 @@ use tokio::sync::watch;
 pub const MAX_SCAN_PER_READ: usize = 65_536;
 
 /// Whether the profile entered or left the segment.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ChangeKind {
     Entered,
@@ -70,7 +70,7 @@ pub enum ChangeKind {
 }
 
 /// Why the membership changed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Cause {
     /// An ingested event or trait update re-evaluated the profile.
@@ -102,13 +102,14 @@ pub struct PendingChange {
 }
 
 /// One recorded membership change. Serializes to the JSON of the change feed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Change {
     pub sequence: u64,
     pub time_ms: i64,
     pub segment_id: u32,
     pub segment_version: u32,
     /// External profile id: the userId, or `anon:<anonymousId>`.
+    #[schema(value_type = String)]
     #[serde(
         serialize_with = "serialize_arc_str",
         deserialize_with = "deserialize_arc_str"

@@ -30,7 +30,6 @@
 
 use super::*;
 use crate::changes::PendingChange;
-use rayon::prelude::*;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 
@@ -67,21 +66,6 @@ fn deferring<R>(apply: impl FnOnce() -> R) -> (R, Vec<PendingChange>) {
     (result, mine.unwrap_or_default())
 }
 
-/// The lane threads of an engine.
-pub(crate) struct LanePool {
-    pool: rayon::ThreadPool,
-    lanes: usize,
-}
-
-impl std::fmt::Debug for LanePool {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter
-            .debug_struct("LanePool")
-            .field("lanes", &self.lanes)
-            .finish()
-    }
-}
-
 /// Whom a message's identity keys name, as routing sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Target {
@@ -116,34 +100,14 @@ struct Run {
 impl Engine {
     /// The number of lanes batches are split into (1: applied on the calling thread).
     pub fn apply_lanes(&self) -> usize {
-        self.lane_pool().map_or(1, |pool| pool.lanes)
-    }
-
-    fn lane_pool(&self) -> Option<&LanePool> {
-        self.lanes
-            .get_or_init(|| {
-                let lanes = match self.options.apply_lanes {
-                    0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
-                    configured => configured,
-                }
-                .min(self.shards.len())
-                .min(MAX_APPLY_LANES);
-                if lanes <= 1 {
-                    return None;
-                }
-                match rayon::ThreadPoolBuilder::new()
-                    .num_threads(lanes)
-                    .thread_name(|index| format!("segd-lane-{index}"))
-                    .build()
-                {
-                    Ok(pool) => Some(LanePool { pool, lanes }),
-                    Err(error) => {
-                        tracing::warn!(%error, "could not start apply lanes; applying on one thread");
-                        None
-                    }
-                }
-            })
-            .as_ref()
+        *self.lanes.get_or_init(|| {
+            match self.options.apply_lanes {
+                0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+                configured => configured,
+            }
+            .clamp(1, MAX_APPLY_LANES)
+            .min(self.shards.len())
+        })
     }
 
     /// Applies a batch prepared by [`Engine::prepare_batch`] with no mutation in
@@ -321,49 +285,63 @@ impl Engine {
         run: Run,
         outcome: &mut BatchOutcome,
     ) -> Result<(), EngineError> {
-        let pool = if run.messages.len() >= MIN_PARALLEL_RUN {
-            self.lane_pool()
-        } else {
-            None
-        };
-        let lanes: Option<Vec<Vec<usize>>> = pool.map(|pool| {
-            let mut lanes = vec![Vec::new(); pool.lanes];
-            for &(index, shard) in &run.messages {
-                lanes[shard % pool.lanes].push(index);
-            }
-            lanes
-        });
-        let (Some(pool), Some(lanes)) = (pool, lanes) else {
-            return self.apply_in_order(messages, steps, &run.messages, outcome);
-        };
-        if lanes.iter().filter(|lane| !lane.is_empty()).count() <= 1 {
+        let lane_count = self.apply_lanes();
+        let mut lanes = vec![Vec::new(); lane_count];
+        for &(index, shard) in &run.messages {
+            lanes[shard % lane_count].push(index);
+        }
+        if run.messages.len() < MIN_PARALLEL_RUN
+            || lanes.iter().filter(|lane| !lane.is_empty()).count() <= 1
+        {
             return self.apply_in_order(messages, steps, &run.messages, outcome);
         }
         self.counters.parallel_runs.fetch_add(1, Ordering::Relaxed);
         let pinned_ms = crate::clock::pinned_ms();
-        let lane_results: Vec<Vec<LaneResult>> = pool.pool.install(|| {
-            lanes
-                .par_iter()
-                .map(|lane| {
-                    let _pin = pinned_ms.map(crate::clock::pin_thread);
-                    let mut results = Vec::with_capacity(lane.len());
-                    for &index in lane {
-                        let (result, changes) =
-                            deferring(|| self.apply_step(&messages[index], &steps[index]));
-                        let failed = result.is_err();
-                        results.push(LaneResult {
-                            index,
-                            result,
-                            changes,
-                        });
-                        // A lane stops at an (internal) error, like serial application.
-                        if failed {
-                            break;
-                        }
-                    }
-                    results
+        let apply_lane = |lane: &[usize]| {
+            let _pin = pinned_ms.map(crate::clock::pin_thread);
+            let mut results = Vec::with_capacity(lane.len());
+            for &index in lane {
+                let (result, changes) =
+                    deferring(|| self.apply_step(&messages[index], &steps[index]));
+                let failed = result.is_err();
+                results.push(LaneResult {
+                    index,
+                    result,
+                    changes,
+                });
+                // A lane stops at an (internal) error, like serial application.
+                if failed {
+                    break;
+                }
+            }
+            results
+        };
+        // Scoped threads, not a work-stealing pool: the caller may itself be a pool
+        // worker holding `batch_lock` (the NDJSON import), and a stealing wait could run
+        // another of its jobs that takes `batch_lock` again. The last lane runs here.
+        let mut busy: Vec<&Vec<usize>> = lanes.iter().filter(|lane| !lane.is_empty()).collect();
+        let last = busy.pop().expect("at least two busy lanes");
+        let lane_results: Vec<Vec<LaneResult>> = std::thread::scope(|scope| {
+            let spawned: Vec<_> = busy
+                .iter()
+                .enumerate()
+                .map(|(number, lane)| {
+                    let thread = std::thread::Builder::new()
+                        .name(format!("segd-lane-{number}"))
+                        .spawn_scoped(scope, || apply_lane(lane));
+                    (lane, thread)
                 })
-                .collect()
+                .collect();
+            let mut all = vec![apply_lane(last)];
+            for (lane, thread) in spawned {
+                match thread.map(|handle| handle.join()) {
+                    Ok(Ok(results)) => all.push(results),
+                    Ok(Err(panic)) => std::panic::resume_unwind(panic),
+                    // No thread to be had: lanes are independent, so apply it here.
+                    Err(_) => all.push(apply_lane(lane)),
+                }
+            }
+            all
         });
         let mut results: Vec<LaneResult> = lane_results.into_iter().flatten().collect();
         results.sort_unstable_by_key(|result| result.index);

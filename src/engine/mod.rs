@@ -238,7 +238,7 @@ pub fn identity_key_for_external(external: &str) -> String {
 }
 
 /// Summary of a segment for listings.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentSummary {
     pub id: SegmentId,
     pub name: String,
@@ -246,7 +246,10 @@ pub struct SegmentSummary {
     pub version: u32,
     #[serde(rename = "static")]
     pub is_static: bool,
+    /// The rule as text (null for static segments).
     pub rule: Option<String>,
+    /// The rule as its JSON AST (null for static segments).
+    #[schema(value_type = Option<Object>)]
     pub rule_ast: Option<Rule>,
     pub count: u64,
 }
@@ -277,9 +280,10 @@ pub enum SetExpression {
 }
 
 /// A members page.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct MembersPage {
     pub members: Vec<String>,
+    /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -327,9 +331,9 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     /// Compiled plans of ad-hoc rules (previews, counts); see `segment::plan_cache`.
     pub(crate) plan_cache: parking_lot::Mutex<crate::segment::plan_cache::PlanCache>,
-    /// The apply lanes' threads, started by the first batch worth splitting (`None`:
-    /// one lane, batches apply on the calling thread).
-    pub(crate) lanes: std::sync::OnceLock<Option<lanes::LanePool>>,
+    /// How many apply lanes a batch is split into (from the options and the cores,
+    /// worked out on first use).
+    pub(crate) lanes: std::sync::OnceLock<usize>,
 }
 
 impl std::fmt::Debug for Engine {

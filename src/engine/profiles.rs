@@ -3,24 +3,25 @@
 use super::*;
 
 /// The profile card: everything segd holds about a profile, for people and exports.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct ProfileCard {
     pub id: String,
     pub user_id: Option<String>,
     pub anonymous_ids: Vec<String>,
+    #[schema(value_type = Object)]
     pub traits: serde_json::Map<String, Value>,
     pub segments: Vec<SegmentRef>,
     pub events: Vec<EventSummary>,
     pub recent_events: Vec<RecentEvent>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentRef {
     pub id: SegmentId,
     pub name: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct EventSummary {
     pub event: String,
     pub count: u64,
@@ -28,10 +29,11 @@ pub struct EventSummary {
     pub last: String,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
 pub struct RecentEvent {
     pub event: String,
     pub timestamp: String,
+    #[schema(value_type = Object)]
     pub properties: serde_json::Map<String, Value>,
 }
 

@@ -6,9 +6,9 @@
 //! a `fell_behind` answer (410 for long-poll, a `fell_behind` event for SSE) naming the
 //! oldest sequence still available, never a silent gap.
 
-use crate::changes::{FellBehind, ReadResult};
+use crate::changes::{Change, FellBehind, ReadResult};
 use crate::http::body::QueryParams;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::segments::resolve_segment;
 use crate::http::AppState;
 use axum::extract::State;
@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,17 +31,37 @@ pub const SSE_READ_BATCH: usize = 1_000;
 /// Seconds between SSE keep-alive comments.
 pub const SSE_KEEP_ALIVE_S: u64 = 15;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PollQuery {
+    /// Sequence of the last change processed (`next_after` of the previous answer); 0
+    /// for the start of the log.
     #[serde(default)]
+    #[param(required = false)]
     after: u64,
+    /// Only changes of this segment (id or name).
     #[serde(default)]
     segment: Option<String>,
+    /// Most changes per answer, 1 to 10000 (default 1000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
+    /// Wait up to this long (at most 25000 ms) for a change when there is none yet.
     #[serde(default)]
+    #[param(required = false, maximum = 25000)]
     wait_ms: u64,
+}
+
+/// `GET /v1/changes`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ChangesPage {
+    /// Oldest first.
+    pub changes: Vec<Change>,
+    /// The newest sequence assigned so far.
+    pub head: u64,
+    /// Pass as `after` on the next poll.
+    pub next_after: u64,
 }
 
 pub(crate) fn fell_behind_error(behind: FellBehind, head: u64) -> ApiError {
@@ -51,18 +71,26 @@ pub(crate) fn fell_behind_error(behind: FellBehind, head: u64) -> ApiError {
         .with("head", head)
 }
 
-fn answer(result: ReadResult) -> Json<Value> {
-    Json(json!({
-        "changes": result.changes,
-        "head": result.head,
-        "next_after": result.next_after,
-    }))
+fn answer(result: ReadResult) -> Json<ChangesPage> {
+    Json(ChangesPage {
+        changes: result.changes,
+        head: result.head,
+        next_after: result.next_after,
+    })
 }
 
+/// Membership changes after a sequence (long-poll with wait_ms).
+#[utoipa::path(get, path = "/v1/changes", operation_id = "pollChanges", tag = "changes",
+    params(PollQuery),
+    responses(
+        (status = 200, description = "Changes after `after` (empty when `wait_ms` passed without one)", body = ChangesPage),
+        (status = 410, description = "`fell_behind`: retention dropped changes after `after`; `oldest_available` says where to resume", body = ErrorBody),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn long_poll(
     State(state): State<AppState>,
     QueryParams(query): QueryParams<PollQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ChangesPage>> {
     let limit = query.limit.unwrap_or(1_000);
     if limit == 0 || limit > MAX_CHANGES_PER_READ {
         return Err(ApiError::invalid_parameter(
@@ -108,11 +136,14 @@ pub async fn long_poll(
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StreamQuery {
+    /// Start after this sequence (`Last-Event-ID` wins); the current head when absent.
     #[serde(default)]
     after: Option<u64>,
+    /// Only changes of this segment (id or name).
     #[serde(default)]
     segment: Option<String>,
 }
@@ -147,6 +178,15 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Membership changes as Server-Sent Events (resumes from Last-Event-ID).
+#[utoipa::path(get, path = "/v1/changes/stream", operation_id = "streamChanges", tag = "changes",
+    params(StreamQuery,
+        ("Last-Event-ID" = Option<String>, Header, description = "Sequence of the last change received (a resuming client)")),
+    responses(
+        (status = 200, description = "`change` events (data: a Change as JSON, id: its sequence); a `fell_behind` event ends the stream when retention dropped changes not yet sent",
+            content_type = "text/event-stream", body = String),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 /// `GET /v1/changes/stream`: starts after `Last-Event-ID` (a resuming client), else
 /// after `?after=`, else at the current head (only new changes).
 pub async fn stream(

@@ -142,6 +142,30 @@ impl From<MessageError> for ApiError {
 /// Handler result.
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The error body every rejection has (what [`ApiError`]'s `IntoResponse` writes); its
+/// schema in `/openapi.json`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// `code` and `message`, plus details some codes carry (`path` of a bad field,
+/// `parameter`, `line`/`column` of a rule syntax error, `oldest_available` of
+/// `fell_behind`, ...).
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_field`, `segment_not_found`.
+    pub code: String,
+    /// What went wrong and what to change.
+    pub message: String,
+    /// The failing field of a body (`batch[3].userId`, `rule.conditions[0]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// The failing query or path parameter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parameter: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::rule_position;

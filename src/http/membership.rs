@@ -4,16 +4,18 @@
 //! Lookups answer on the async worker: they take one shard read lock for a copy of the
 //! profile's own segment list.
 
+use crate::engine::ProfileCard;
 use crate::engine::{Applied, Engine, Mutation};
 use crate::http::body::{JsonBody, PathParams};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::segments::resolve_segment;
+use crate::http::segments::SegmentName;
 use crate::http::{blocking, AppState};
 use crate::ids::SegmentId;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::{Map, Value};
 
 /// Most profile × segment pairs in one bulk check.
 pub const MAX_BULK_PAIRS: usize = 100_000;
@@ -23,14 +25,15 @@ pub const CARD_RECENT_EVENTS: usize = 20;
 pub const EXPORT_RECENT_EVENTS: usize = 100_000;
 
 /// One segment in a lookup answer.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SegmentEntry {
     pub id: SegmentId,
     pub name: String,
 }
 
-#[derive(Debug, Serialize)]
-struct SegmentsOf {
+/// `GET /v1/profiles/{id}/segments`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SegmentsOf {
     profile: String,
     segments: Vec<SegmentEntry>,
 }
@@ -51,10 +54,17 @@ impl Engine {
     }
 }
 
+/// Segments the profile is in.
+#[utoipa::path(get, path = "/v1/profiles/{id}/segments", operation_id = "profileSegments", tag = "membership",
+    params(("id" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "The profile's segments, by id", body = SegmentsOf),
+        (status = "default", description = "Error (404 `profile_not_found`)", body = ErrorBody),
+    ))]
 pub async fn segments_of(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<impl Serialize>> {
+) -> ApiResult<Json<SegmentsOf>> {
     let engine = &state.engine;
     let Some(reference) = engine.resolve(&profile) else {
         return Err(ApiError::not_found(
@@ -69,28 +79,65 @@ pub async fn segments_of(
     Ok(Json(SegmentsOf { profile, segments }))
 }
 
+/// `GET /v1/segments/{id}/members/{profile}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Membership {
+    pub segment_id: SegmentId,
+    pub profile: String,
+    pub member: bool,
+}
+
+/// Is the profile a member?
+#[utoipa::path(get, path = "/v1/segments/{id}/members/{profile}", operation_id = "isMember", tag = "membership",
+    params(("id" = String, Path, description = "Segment id or name"),
+           ("profile" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "Membership now", body = Membership),
+        (status = "default", description = "Error (404 `segment_not_found`, `profile_not_found`)", body = ErrorBody),
+    ))]
 pub async fn is_member(
     State(state): State<AppState>,
     PathParams((segment, profile)): PathParams<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Membership>> {
     let id = resolve_segment(&state.engine, &segment)?;
     let member = state.engine.is_member(id, &profile)?;
-    Ok(Json(
-        json!({ "segment_id": id, "profile": profile, "member": member }),
-    ))
+    Ok(Json(Membership {
+        segment_id: id,
+        profile,
+        member,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BulkCheck {
     profiles: Vec<String>,
+    /// Segment ids (numbers) or names (strings).
+    #[schema(value_type = Vec<SegmentName>)]
     segments: Vec<Value>,
 }
 
+/// `POST /v1/membership`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct BulkAnswer {
+    /// profile → (segment as given → member).
+    #[schema(value_type = std::collections::HashMap<String, std::collections::HashMap<String, bool>>)]
+    pub results: Map<String, Value>,
+    /// Profiles that do not exist (answered false everywhere).
+    pub unknown_profiles: Vec<String>,
+}
+
+/// Bulk membership check of profiles x segments.
+#[utoipa::path(post, path = "/v1/membership", operation_id = "bulkMembership", tag = "membership",
+    request_body = BulkCheck,
+    responses(
+        (status = 200, description = "Every pair", body = BulkAnswer),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn bulk(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<BulkCheck>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<BulkAnswer>> {
     let pairs = body.profiles.len().saturating_mul(body.segments.len());
     if pairs > MAX_BULK_PAIRS {
         return Err(ApiError::invalid_field(
@@ -136,49 +183,89 @@ pub async fn bulk(
             }
             results.insert(profile.clone(), Value::Object(row));
         }
-        json!({ "results": results, "unknown_profiles": unknown })
+        BulkAnswer {
+            results,
+            unknown_profiles: unknown,
+        }
     })
     .await?;
     Ok(Json(answer))
 }
 
+/// The profile card.
+#[utoipa::path(get, path = "/v1/profiles/{id}", operation_id = "getProfile", tag = "profiles",
+    params(("id" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "Traits, segments, event summaries and the 20 most recent events", body = ProfileCard),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn card(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<Value>> {
-    let card = state.engine.profile_card(&profile, CARD_RECENT_EVENTS)?;
+) -> ApiResult<Json<ProfileCard>> {
     Ok(Json(
-        serde_json::to_value(card).map_err(|_| ApiError::internal())?,
+        state.engine.profile_card(&profile, CARD_RECENT_EVENTS)?,
     ))
 }
 
+/// `GET /v1/profiles/{id}/export`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProfileExport {
+    pub exported_at_ms: i64,
+    pub profile: ProfileCard,
+}
+
+/// Everything held about a profile.
+#[utoipa::path(get, path = "/v1/profiles/{id}/export", operation_id = "exportProfile", tag = "profiles",
+    params(("id" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "The card with every retained event", body = ProfileExport),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn export(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<ProfileExport>> {
     let card = blocking(&state, move |engine| {
         engine.profile_card(&profile, EXPORT_RECENT_EVENTS)
     })
     .await??;
-    Ok(Json(json!({
-        "exported_at_ms": state.engine.now_ms(),
-        "profile": card,
-    })))
+    Ok(Json(ProfileExport {
+        exported_at_ms: state.engine.now_ms(),
+        profile: card,
+    }))
 }
 
+/// `DELETE /v1/profiles/{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Erased {
+    pub erased: bool,
+    /// Segments the profile left.
+    pub segments_left: Vec<SegmentId>,
+    /// Its identifiers are suppressed: later messages naming them are dropped.
+    pub suppressed: bool,
+}
+
+/// Erase a profile and suppress its identifiers.
+#[utoipa::path(delete, path = "/v1/profiles/{id}", operation_id = "eraseProfile", tag = "profiles",
+    params(("id" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "Erased", body = Erased),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn erase(
     State(state): State<AppState>,
     PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Erased>> {
     let mutation = Mutation::EraseProfile {
         external_id: profile,
     };
     let Applied::Removed(changes) = state.write(mutation).await? else {
         return Err(ApiError::internal());
     };
-    Ok(Json(json!({
-        "erased": true,
-        "segments_left": changes.iter().map(|change| change.segment).collect::<Vec<_>>(),
-        "suppressed": true,
-    })))
+    Ok(Json(Erased {
+        erased: true,
+        segments_left: changes.iter().map(|change| change.segment).collect(),
+        suppressed: true,
+    }))
 }

@@ -306,18 +306,7 @@ pub fn route_table() -> Vec<Route> {
             post(operations::snapshot),
         ),
     ];
-    for (kind, summary) in ingest::MESSAGE_ROUTES {
-        for prefixed in [true, false] {
-            let path = ingest::route_path(kind, prefixed);
-            routes.push(route(
-                Method::POST,
-                path,
-                Scope::Write,
-                summary,
-                ingest::handler_for(kind),
-            ));
-        }
-    }
+    routes.extend(ingest::routes());
     routes.extend([
         route(
             Method::POST,

@@ -1,18 +1,43 @@
 //! Operations endpoints: health, readiness, metrics, snapshot.
 
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::{blocking, AppState};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+/// A probe's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProbeStatus {
+    /// `ok` (liveness) or `ready` (readiness).
+    pub status: &'static str,
 }
 
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+/// What `POST /v1/admin/snapshot` wrote.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SnapshotAnswer {
+    /// The snapshot's description (file, sizes, timings).
+    #[schema(value_type = Object)]
+    pub snapshot: Value,
+}
+
+/// Liveness: 200 while the process runs.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, description = "The process runs", body = ProbeStatus)))]
+pub async fn healthz() -> Json<ProbeStatus> {
+    Json(ProbeStatus { status: "ok" })
+}
+
+/// Readiness: 200 when serving, 503 while loading or shutting down.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses(
+        (status = 200, description = "Serving", body = ProbeStatus),
+        (status = 503, description = "Loading, shutting down, or the WAL has failed", body = ErrorBody),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<ProbeStatus>, ApiError> {
     if let Some(failure) = wal_failure(&state) {
         // Every write would be refused: route traffic elsewhere until a restart.
         tracing::error!(%failure, "not ready: the WAL has failed");
@@ -23,7 +48,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
         ));
     }
     if state.is_ready() {
-        Ok(Json(json!({ "status": "ready" })))
+        Ok(Json(ProbeStatus { status: "ready" }))
     } else {
         Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -33,6 +58,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     }
 }
 
+/// Prometheus metrics (text format).
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4",
+            content_type = "text/plain", body = String),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoResponse> {
     let inputs = crate::http::metrics::ScrapeInputs {
         webhooks: state.webhooks.figures(),
@@ -53,7 +85,13 @@ pub async fn metrics(State(state): State<AppState>) -> ApiResult<impl IntoRespon
     ))
 }
 
-pub async fn snapshot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// Write a snapshot now.
+#[utoipa::path(post, path = "/v1/admin/snapshot", operation_id = "snapshot", tag = "operations",
+    responses(
+        (status = 200, description = "The snapshot was written", body = SnapshotAnswer),
+        (status = "default", description = "Error (503 `persistence_not_configured` without persistence)", body = ErrorBody),
+    ))]
+pub async fn snapshot(State(state): State<AppState>) -> ApiResult<Json<SnapshotAnswer>> {
     let Some(hook) = state.snapshot.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -62,7 +100,7 @@ pub async fn snapshot(State(state): State<AppState>) -> ApiResult<Json<Value>> {
         ));
     };
     match blocking(&state, move |engine| hook.snapshot(engine)).await? {
-        Ok(report) => Ok(Json(json!({ "snapshot": report }))),
+        Ok(report) => Ok(Json(SnapshotAnswer { snapshot: report })),
         Err(error) => {
             tracing::error!(%error, "snapshot failed");
             Err(ApiError::internal())

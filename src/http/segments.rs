@@ -5,10 +5,13 @@
 //! blocking pool so lookups keep flowing.
 
 use crate::engine::{
-    Applied, Engine, Mutation, RuleInput, SetExpression, StaticEdit, MAX_PAGE_SIZE,
+    Applied, Engine, MembersPage, Mutation, RuleInput, SegmentSummary, SetExpression, StaticEdit,
+    MAX_PAGE_SIZE,
 };
+use crate::explain::Explanation;
 use crate::http::body::{JsonBody, PathParams, QueryParams};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::openapi::RuleSchema;
 use crate::http::{blocking, AppState};
 use crate::ids::SegmentId;
 use crate::segment::ast::Rule;
@@ -17,7 +20,7 @@ use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Instant;
@@ -93,12 +96,15 @@ fn millis(started: Instant) -> f64 {
     (started.elapsed().as_micros() as f64) / 1_000.0
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSegment {
     name: String,
+    /// Rule text (a string) or the JSON AST (an object); absent for a static segment.
     #[serde(default)]
+    #[schema(value_type = Option<RuleSchema>)]
     rule: Option<Value>,
+    /// A hand-maintained list (no rule).
     #[serde(default, rename = "static")]
     is_static: bool,
     #[serde(default)]
@@ -108,6 +114,13 @@ pub struct CreateSegment {
     emit_initial: bool,
 }
 
+/// Create a segment (rule as text or JSON AST, or static).
+#[utoipa::path(post, path = "/v1/segments", operation_id = "createSegment", tag = "segments",
+    request_body = CreateSegment,
+    responses(
+        (status = 201, description = "Created, with its initial member count", body = SegmentSummary),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateSegment>,
@@ -141,35 +154,80 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
-pub async fn list(State(state): State<AppState>) -> ApiResult<Json<Value>> {
-    let segments = blocking(&state, |engine| engine.list_segments()).await?;
-    Ok(Json(json!({ "segments": segments })))
+/// `GET /v1/segments`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SegmentList {
+    pub segments: Vec<SegmentSummary>,
 }
 
+/// List segments with member counts.
+#[utoipa::path(get, path = "/v1/segments", operation_id = "listSegments", tag = "segments",
+    responses(
+        (status = 200, description = "Every segment", body = SegmentList),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>) -> ApiResult<Json<SegmentList>> {
+    let segments = blocking(&state, |engine| engine.list_segments()).await?;
+    Ok(Json(SegmentList { segments }))
+}
+
+/// Get a segment.
+#[utoipa::path(get, path = "/v1/segments/{id}", operation_id = "getSegment", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    responses(
+        (status = 200, description = "The segment", body = SegmentSummary),
+        (status = "default", description = "Error (404 `segment_not_found`)", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<SegmentSummary>> {
     let id = resolve_segment(&state.engine, &id)?;
-    let summary = state.engine.segment_summary(id)?;
-    Ok(Json(
-        serde_json::to_value(summary).map_err(|_| ApiError::internal())?,
-    ))
+    Ok(Json(state.engine.segment_summary(id)?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateSegment {
+    /// Rule text (a string) or the JSON AST (an object).
+    #[schema(value_type = RuleSchema)]
     rule: Value,
     #[serde(default)]
     description: Option<String>,
 }
 
+/// What a rule edit changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RuleDiff {
+    pub entered: usize,
+    pub exited: usize,
+    /// At most 100 profile ids.
+    pub entered_sample: Vec<String>,
+    pub exited_sample: Vec<String>,
+    /// Changes of segments that reference this one.
+    pub dependent_changes: usize,
+}
+
+/// `PUT /v1/segments/{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct UpdatedSegment {
+    pub segment: SegmentSummary,
+    pub diff: RuleDiff,
+}
+
+/// Replace a segment's rule (new version; the diff is recorded).
+#[utoipa::path(put, path = "/v1/segments/{id}", operation_id = "updateSegment", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    request_body = UpdateSegment,
+    responses(
+        (status = 200, description = "The new version and its membership diff", body = UpdatedSegment),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn update(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<UpdateSegment>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<UpdatedSegment>> {
     let id = resolve_segment(&state.engine, &id)?;
     if let Some(description) = &body.description {
         check_description(description)?;
@@ -194,39 +252,73 @@ pub async fn update(
             .map(|change| &*change.profile_id)
             .collect()
     };
-    Ok(Json(json!({
-        "segment": summary,
-        "diff": {
-            "entered": own.iter().filter(|change| change.entered).count(),
-            "exited": own.iter().filter(|change| !change.entered).count(),
-            "entered_sample": listed(true),
-            "exited_sample": listed(false),
-            "dependent_changes": changes.len() - own.len(),
-        }
-    })))
+    let diff = RuleDiff {
+        entered: own.iter().filter(|change| change.entered).count(),
+        exited: own.iter().filter(|change| !change.entered).count(),
+        entered_sample: listed(true).into_iter().map(str::to_string).collect(),
+        exited_sample: listed(false).into_iter().map(str::to_string).collect(),
+        dependent_changes: changes.len() - own.len(),
+    };
+    Ok(Json(UpdatedSegment {
+        segment: summary,
+        diff,
+    }))
 }
 
+/// `DELETE /v1/segments/{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedSegment {
+    pub deleted: bool,
+    pub id: SegmentId,
+}
+
+/// Delete a segment.
+#[utoipa::path(delete, path = "/v1/segments/{id}", operation_id = "deleteSegment", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedSegment),
+        (status = "default", description = "Error (409 `segment_in_use` when another segment references it)", body = ErrorBody),
+    ))]
 pub async fn remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeletedSegment>> {
     let id = resolve_segment(&state.engine, &id)?;
     state.write(Mutation::DeleteSegment { id }).await?;
-    Ok(Json(json!({ "deleted": true, "id": id })))
+    Ok(Json(DeletedSegment { deleted: true, id }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PreviewRequest {
+    /// Rule text (a string) or the JSON AST (an object).
+    #[schema(value_type = RuleSchema)]
     rule: Value,
+    /// Sample members returned (default 10, at most 1000).
     #[serde(default)]
+    #[schema(maximum = 1000)]
     sample_size: Option<usize>,
 }
 
+/// `POST /v1/segments/preview`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PreviewAnswer {
+    pub count: u64,
+    pub sample: Vec<String>,
+    pub took_ms: f64,
+}
+
+/// Count and sample a rule without saving it.
+#[utoipa::path(post, path = "/v1/segments/preview", operation_id = "previewSegment", tag = "segments",
+    request_body = PreviewRequest,
+    responses(
+        (status = 200, description = "Members the rule would have now", body = PreviewAnswer),
+        (status = "default", description = "Error (422 with `line`/`column` for rule syntax errors)", body = ErrorBody),
+    ))]
 pub async fn preview(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<PreviewRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PreviewAnswer>> {
     let sample_size = body.sample_size.unwrap_or(10);
     if sample_size > MAX_PREVIEW_SAMPLE {
         return Err(ApiError::invalid_field(
@@ -242,24 +334,29 @@ pub async fn preview(
     let preview = blocking(&state, move |engine| engine.preview(rule, sample_size))
         .await?
         .map_err(|error| crate::http::console::spans::rule_error(text.as_deref(), error))?;
-    Ok(Json(json!({
-        "count": preview.count,
-        "sample": preview.sample,
-        "took_ms": preview.took_us as f64 / 1_000.0,
-    })))
+    Ok(Json(PreviewAnswer {
+        count: preview.count,
+        sample: preview.sample,
+        took_ms: preview.took_us as f64 / 1_000.0,
+    }))
 }
 
-/// A set expression over stored segments, each named by id or name.
-#[derive(Debug, Deserialize)]
+/// A set expression over stored segments, each named by id or name:
+/// `{"segment": 3}`, `{"and": [..]}`, `{"or": [..]}`, `{"and_not": [left, right]}`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
+#[schema(no_recursion)]
 pub enum CountExpression {
     Segment(SegmentName),
     And(Vec<CountExpression>),
     Or(Vec<CountExpression>),
+    /// `[left, right]`, two expressions: members of left not in right.
+    #[schema(value_type = Object)]
     AndNot(Box<CountExpression>, Box<CountExpression>),
 }
 
-#[derive(Debug, Deserialize)]
+/// A segment's id (a number) or name (a string).
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum SegmentName {
     Id(u32),
@@ -296,36 +393,64 @@ fn resolve_expression(
     })
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CountRequest {
     expression: CountExpression,
 }
 
+/// `POST /v1/segments/count`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CountAnswer {
+    pub count: u64,
+    pub took_ms: f64,
+}
+
+/// Count a set expression (and, or, and_not) over segments.
+#[utoipa::path(post, path = "/v1/segments/count", operation_id = "countSegments", tag = "segments",
+    request_body = CountRequest,
+    responses(
+        (status = 200, description = "Profiles the expression matches", body = CountAnswer),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn count(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CountRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CountAnswer>> {
     let started = Instant::now();
     let expression = resolve_expression(&state.engine, body.expression)?;
     let count = blocking(&state, move |engine| engine.count_expression(&expression)).await??;
-    Ok(Json(json!({ "count": count, "took_ms": millis(started) })))
+    Ok(Json(CountAnswer {
+        count,
+        took_ms: millis(started),
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct PageQuery {
+    /// `next_cursor` of the previous page; absent for the first.
     #[serde(default)]
     cursor: Option<String>,
+    /// Members per page, 1 to 10000 (default 1000).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 10000)]
     limit: Option<usize>,
 }
 
+/// A page of members (cursor, limit).
+#[utoipa::path(get, path = "/v1/segments/{id}/members", operation_id = "listMembers", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name"), PageQuery),
+    responses(
+        (status = 200, description = "Members in id order", body = MembersPage),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn members_page(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     QueryParams(query): QueryParams<PageQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<MembersPage>> {
     let id = resolve_segment(&state.engine, &id)?;
     let limit = query.limit.unwrap_or(DEFAULT_PAGE_SIZE);
     if limit == 0 || limit > MAX_PAGE_SIZE {
@@ -338,12 +463,17 @@ pub async fn members_page(
         engine.members(id, query.cursor.as_deref(), limit)
     })
     .await??;
-    Ok(Json(json!({
-        "members": page.members,
-        "next_cursor": page.next_cursor,
-    })))
+    Ok(Json(page))
 }
 
+/// All members, streamed as NDJSON.
+#[utoipa::path(get, path = "/v1/segments/{id}/members.ndjson", operation_id = "exportMembers", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    responses(
+        (status = 200, description = "One `{\"id\": \"<profile>\"}` per line",
+            content_type = "application/x-ndjson", body = String),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 /// Streams every member as one JSON object per line, a page at a time, so memory stays
 /// bounded whatever the segment's size.
 pub async fn members_ndjson(
@@ -389,7 +519,7 @@ pub async fn members_ndjson(
         .into_response())
 }
 
-#[derive(Debug, Deserialize, Clone, Copy, Default)]
+#[derive(Debug, Deserialize, Clone, Copy, Default, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum AddMode {
     #[default]
@@ -397,7 +527,7 @@ pub enum AddMode {
     Replace,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticAdd {
     profiles: Vec<String>,
@@ -405,10 +535,22 @@ pub struct StaticAdd {
     mode: AddMode,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StaticRemove {
     profiles: Vec<String>,
+}
+
+/// What a static segment edit changed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct StaticEditAnswer {
+    pub entered: usize,
+    pub exited: usize,
+    /// Members now.
+    pub count: u64,
+    pub unknown_profiles_count: usize,
+    /// Profiles named that do not exist (at most 100 listed).
+    pub unknown_profiles: Vec<String>,
 }
 
 async fn static_edit(
@@ -416,7 +558,7 @@ async fn static_edit(
     id: String,
     edit: StaticEdit,
     profiles: Vec<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StaticEditAnswer>> {
     let id = resolve_segment(&state.engine, &id)?;
     let mutation = Mutation::EditStatic { id, edit, profiles };
     let Applied::StaticEdited(changes, unknown) = state.write(mutation).await? else {
@@ -425,20 +567,28 @@ async fn static_edit(
     let own = changes.iter().filter(|change| change.segment == id);
     let entered = own.clone().filter(|change| change.entered).count();
     let exited = own.filter(|change| !change.entered).count();
-    Ok(Json(json!({
-        "entered": entered,
-        "exited": exited,
-        "count": state.engine.count(id),
-        "unknown_profiles_count": unknown.len(),
-        "unknown_profiles": unknown.iter().take(MAX_LISTED_IDS).collect::<Vec<_>>(),
-    })))
+    Ok(Json(StaticEditAnswer {
+        entered,
+        exited,
+        count: state.engine.count(id),
+        unknown_profiles_count: unknown.len(),
+        unknown_profiles: unknown.iter().take(MAX_LISTED_IDS).cloned().collect(),
+    }))
 }
 
+/// Add to or replace a static segment's members.
+#[utoipa::path(post, path = "/v1/segments/{id}/members", operation_id = "addStaticMembers", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    request_body = StaticAdd,
+    responses(
+        (status = 200, description = "Edited", body = StaticEditAnswer),
+        (status = "default", description = "Error (409 `wrong_segment_kind` for a rule segment)", body = ErrorBody),
+    ))]
 pub async fn static_add(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<StaticAdd>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StaticEditAnswer>> {
     let edit = match body.mode {
         AddMode::Add => StaticEdit::Add,
         AddMode::Replace => StaticEdit::Replace,
@@ -446,21 +596,35 @@ pub async fn static_add(
     static_edit(&state, id, edit, body.profiles).await
 }
 
+/// Remove members from a static segment.
+#[utoipa::path(delete, path = "/v1/segments/{id}/members", operation_id = "removeStaticMembers", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name")),
+    request_body = StaticRemove,
+    responses(
+        (status = 200, description = "Edited", body = StaticEditAnswer),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn static_remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<StaticRemove>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<StaticEditAnswer>> {
     static_edit(&state, id, StaticEdit::Remove, body.profiles).await
 }
 
+/// Why a profile is or is not a member, condition by condition.
+#[utoipa::path(get, path = "/v1/segments/{id}/explain/{profile}", operation_id = "explainMembership", tag = "segments",
+    params(("id" = String, Path, description = "Segment id or name"),
+           ("profile" = String, Path, description = "userId, or `anon:<anonymousId>`")),
+    responses(
+        (status = 200, description = "The rule evaluated node by node", body = Explanation),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn explain(
     State(state): State<AppState>,
     PathParams((id, profile)): PathParams<(String, String)>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Explanation>> {
     let id = resolve_segment(&state.engine, &id)?;
     let explanation = blocking(&state, move |engine| engine.explain(id, &profile)).await??;
-    Ok(Json(
-        serde_json::to_value(explanation).map_err(|_| ApiError::internal())?,
-    ))
+    Ok(Json(explanation))
 }

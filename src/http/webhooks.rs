@@ -26,9 +26,10 @@ pub mod signing;
 
 use crate::engine::Engine;
 use crate::http::body::{JsonBody, PathParams};
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::metrics::{Metrics, WebhookFigures};
 use crate::http::segments::resolve_segment;
+use crate::http::segments::SegmentName;
 use crate::http::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -95,7 +96,7 @@ impl Default for WebhookOptions {
 }
 
 /// A webhook's delivery status, as listed.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, utoipa::ToSchema)]
 pub struct DeliveryStatus {
     /// Every change with a sequence up to this one was delivered (or filtered out).
     pub delivered_through: u64,
@@ -149,15 +150,30 @@ struct Webhook {
     stop: watch::Sender<bool>,
 }
 
+/// A webhook as listed.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookDescription {
+    pub id: u64,
+    pub url: String,
+    /// Segment ids whose changes it receives; null for all.
+    pub segments: Option<Vec<u32>>,
+    pub created_ms: i64,
+    pub status: DeliveryStatus,
+    /// The signing secret: shown once, in the registration answer only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
 impl Webhook {
-    fn describe(&self) -> Value {
-        json!({
-            "id": self.id,
-            "url": self.url,
-            "segments": self.segments,
-            "created_ms": self.created_ms,
-            "status": *self.status.lock(),
-        })
+    fn describe(&self) -> WebhookDescription {
+        WebhookDescription {
+            id: self.id,
+            url: self.url.clone(),
+            segments: self.segments.clone(),
+            created_ms: self.created_ms,
+            status: self.status.lock().clone(),
+            secret: None,
+        }
     }
 }
 
@@ -459,12 +475,14 @@ fn error_chain(error: &dyn std::error::Error) -> String {
     text
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterWebhook {
+    /// `https://` (or `http://`) URL; private addresses only with `--webhook-allow-private`.
     url: String,
     /// Only changes of these segments (ids or names); all when absent.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<SegmentName>>)]
     segments: Option<Vec<Value>>,
     /// Signing secret; generated when absent.
     #[serde(default)]
@@ -474,6 +492,13 @@ pub struct RegisterWebhook {
     after: Option<u64>,
 }
 
+/// Register a webhook for membership changes.
+#[utoipa::path(post, path = "/v1/webhooks", operation_id = "registerWebhook", tag = "webhooks",
+    request_body = RegisterWebhook,
+    responses(
+        (status = 201, description = "Registered; `secret` is shown only here", body = WebhookDescription),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn register(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RegisterWebhook>,
@@ -567,7 +592,7 @@ pub async fn register(
     webhooks.spawn_worker(hook.clone());
     let mut described = hook.describe();
     // The secret is shown once, at registration.
-    described["secret"] = Value::String(secret);
+    described.secret = Some(secret);
     Ok((StatusCode::CREATED, Json(described)).into_response())
 }
 
@@ -614,15 +639,27 @@ pub fn recovered_registrations(
     })
 }
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let hooks: Vec<Value> = state
+/// `GET /v1/webhooks`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookList {
+    pub webhooks: Vec<WebhookDescription>,
+}
+
+/// List webhooks with their delivery status.
+#[utoipa::path(get, path = "/v1/webhooks", operation_id = "listWebhooks", tag = "webhooks",
+    responses(
+        (status = 200, description = "Every webhook", body = WebhookList),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
+pub async fn list(State(state): State<AppState>) -> Json<WebhookList> {
+    let webhooks = state
         .webhooks
         .hooks
         .lock()
         .values()
         .map(|hook| hook.describe())
         .collect();
-    Json(json!({ "webhooks": hooks }))
+    Json(WebhookList { webhooks })
 }
 
 fn find(state: &AppState, id: &str) -> Result<Arc<Webhook>, ApiError> {
@@ -632,17 +669,38 @@ fn find(state: &AppState, id: &str) -> Result<Arc<Webhook>, ApiError> {
         .ok_or_else(|| ApiError::not_found("webhook_not_found", format!("no webhook `{id}`")))
 }
 
+/// One webhook with its delivery status.
+#[utoipa::path(get, path = "/v1/webhooks/{id}", operation_id = "getWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookDescription),
+        (status = "default", description = "Error (404 `webhook_not_found`)", body = ErrorBody),
+    ))]
 pub async fn get_one(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<WebhookDescription>> {
     Ok(Json(find(&state, &id)?.describe()))
 }
 
+/// `DELETE /v1/webhooks/{id}`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeletedWebhook {
+    pub deleted: bool,
+    pub id: u64,
+}
+
+/// Delete a webhook.
+#[utoipa::path(delete, path = "/v1/webhooks/{id}", operation_id = "deleteWebhook", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedWebhook),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn remove(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeletedWebhook>> {
     let _registry = state.webhooks.registry.lock().await;
     let hook = find(&state, &id)?;
     state.webhooks.hooks.lock().remove(&hook.id);
@@ -651,10 +709,13 @@ pub async fn remove(
         return Err(error);
     }
     hook.stop.send_replace(true);
-    Ok(Json(json!({ "deleted": true, "id": hook.id })))
+    Ok(Json(DeletedWebhook {
+        deleted: true,
+        id: hook.id,
+    }))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// The new secret; generated when absent.
@@ -667,11 +728,29 @@ pub struct RotateSecret {
 
 /// `POST /v1/webhooks/{id}/rotate-secret`: a new secret signs from now on; the replaced
 /// one keeps signing beside it for `previous_valid_s`, so receivers can switch over.
+/// `POST /v1/webhooks/{id}/rotate-secret`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RotatedSecret {
+    pub id: u64,
+    /// The new secret.
+    pub secret: String,
+    /// When each replaced secret still signing stops (ms since the epoch).
+    pub previous_secrets_expire_ms: Vec<i64>,
+}
+
+/// Replace a webhook's secret (the old one keeps signing for a while).
+#[utoipa::path(post, path = "/v1/webhooks/{id}/rotate-secret", operation_id = "rotateWebhookSecret", tag = "webhooks",
+    params(("id" = String, Path, description = "Webhook id")),
+    request_body = RotateSecret,
+    responses(
+        (status = 200, description = "Rotated", body = RotatedSecret),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
     PathParams(id): PathParams<String>,
     JsonBody(body): JsonBody<RotateSecret>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<RotatedSecret>> {
     let previous_valid_s = body.previous_valid_s.unwrap_or(DEFAULT_PREVIOUS_SECRET_S);
     if previous_valid_s > MAX_PREVIOUS_SECRET_S {
         return Err(ApiError::invalid_field(
@@ -716,9 +795,9 @@ pub async fn rotate_secret(
         .iter()
         .map(|previous| previous.expires_ms)
         .collect();
-    Ok(Json(json!({
-        "id": hook.id,
-        "secret": secret,
-        "previous_secrets_expire_ms": previous,
-    })))
+    Ok(Json(RotatedSecret {
+        id: hook.id,
+        secret,
+        previous_secrets_expire_ms: previous,
+    }))
 }

@@ -38,7 +38,7 @@ pub const MAX_TRAIT_NESTING: usize = 8;
 pub const MAX_TRAITS_PER_MESSAGE: usize = 512;
 
 /// The type of a trait column.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TraitType {
     String,

@@ -2,6 +2,7 @@
 //! `mod common;` and uses what it needs (hence `dead_code` is allowed here).
 #![allow(dead_code)]
 
+pub mod openapi;
 pub mod persist;
 pub mod process;
 pub mod sdk;

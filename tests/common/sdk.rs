@@ -3,13 +3,11 @@
 
 use axum::body::{Body, Bytes};
 use axum::http::{Request, StatusCode};
-use http_body_util::BodyExt;
 use segd::engine::Engine;
 use segd::http::auth::Keys;
 use segd::http::{router, ServiceOptions, ServiceState};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tower::ServiceExt;
 
 /// The `*.json` files directly in `tests/fixtures/sdk/<folder>` ("" for the folder
 /// itself), sorted by name.
@@ -56,12 +54,8 @@ pub async fn replay<'a>(
     for (name, value) in headers {
         builder = builder.header(name, value);
     }
-    let response = app
-        .clone()
-        .oneshot(builder.body(Body::from(body)).unwrap())
-        .await
-        .unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    // Every answer is also checked against the OpenAPI document.
+    let request = builder.body(Body::from(body)).unwrap();
+    let (status, _, bytes) = super::openapi::oneshot_checked(app, request).await;
     (status, bytes)
 }

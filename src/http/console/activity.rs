@@ -7,7 +7,7 @@
 
 use crate::changes::ChangeKind;
 use crate::engine::Engine;
-use crate::http::error::ApiResult;
+use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::{blocking, AppState};
 use axum::extract::State;
 use axum::Json;
@@ -33,7 +33,7 @@ pub struct Activity {
     inner: Mutex<(u64, HashMap<u32, Buckets>)>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct SegmentActivity {
     pub segment_id: u32,
     pub entered: u64,
@@ -114,15 +114,27 @@ impl Activity {
     }
 }
 
-/// `GET /console/api/activity` → `{"window_minutes": 60, "segments": [...]}`.
-pub async fn get_activity(State(state): State<AppState>) -> ApiResult<Json<serde_json::Value>> {
+/// `GET /console/api/activity`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ActivityAnswer {
+    pub window_minutes: i64,
+    pub segments: Vec<SegmentActivity>,
+}
+
+/// Entries and exits per segment over the last hour.
+#[utoipa::path(get, path = "/console/api/activity", operation_id = "consoleActivity", tag = "console",
+    responses(
+        (status = 200, description = "Per segment, oldest id first", body = ActivityAnswer),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
+pub async fn get_activity(State(state): State<AppState>) -> ApiResult<Json<ActivityAnswer>> {
     let console_state = state.clone();
     let segments = blocking(&state, move |engine| {
         console_state.console.activity.last_hour(engine)
     })
     .await?;
-    Ok(Json(serde_json::json!({
-        "window_minutes": WINDOW_MINUTES,
-        "segments": segments,
-    })))
+    Ok(Json(ActivityAnswer {
+        window_minutes: WINDOW_MINUTES,
+        segments,
+    }))
 }

@@ -100,17 +100,35 @@ fn serve(name: &str) -> Response {
     response
 }
 
-/// `GET /console/`.
+/// The marketer console.
+#[utoipa::path(get, path = "/console/", operation_id = "console", tag = "console",
+    responses((status = 200, description = "The console page", content_type = "text/html", body = String)))]
 pub async fn index() -> Response {
     serve("index.html")
 }
 
-/// `GET /console/{file}`.
+/// Console assets.
+#[utoipa::path(get, path = "/console/{file}", operation_id = "consoleAsset", tag = "console",
+    params(("file" = String, Path, description = "Asset name")),
+    responses(
+        (status = 200, description = "The asset", content(
+            (String = "text/html"), (String = "text/javascript"), (String = "text/css"))),
+        (status = 404, description = "`console_file_not_found`", body = crate::http::error::ErrorBody),
+    ))]
 pub async fn file(Path(name): Path<String>) -> Response {
     serve(&name)
 }
 
-/// `GET /` and `GET /console` → `/console/`.
+/// Redirects to the console.
+#[utoipa::path(get, path = "/", operation_id = "root", tag = "console",
+    responses((status = 307, description = "To `/console/`")))]
+pub async fn root_to_console() -> Redirect {
+    Redirect::temporary("/console/")
+}
+
+/// Redirects to the console.
+#[utoipa::path(get, path = "/console", operation_id = "consoleRedirect", tag = "console",
+    responses((status = 307, description = "To `/console/`")))]
 pub async fn to_console() -> Redirect {
     Redirect::temporary("/console/")
 }

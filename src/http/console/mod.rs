@@ -57,7 +57,7 @@ pub fn routes() -> Vec<Route> {
             "/",
             Scope::Public,
             "Redirects to the console",
-            get(assets::to_console),
+            get(assets::root_to_console),
         ),
         route(
             Method::GET,

@@ -6,25 +6,45 @@
 use crate::engine::{EngineError, RuleInput};
 use crate::http::body::JsonBody;
 use crate::http::console::spans::rule_error;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::openapi::RuleSchema;
 use crate::http::{blocking, AppState};
 use crate::segment::ast::Rule;
 use crate::segment::printer::print_rule;
 use axum::extract::State;
 use axum::Json;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleRequest {
+    /// Rule text (a string) or the JSON AST (an object).
+    #[schema(value_type = RuleSchema)]
     rule: Value,
 }
 
+/// A checked rule in both forms.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct CheckedRule {
+    /// Canonical rule text.
+    pub text: String,
+    /// The JSON AST.
+    #[schema(value_type = Object)]
+    pub ast: Rule,
+}
+
+/// Check a rule; text in, AST and canonical text out (and the reverse).
+#[utoipa::path(post, path = "/console/api/rule", operation_id = "checkRule", tag = "console",
+    request_body = RuleRequest,
+    responses(
+        (status = 200, description = "The rule compiles against the current schema", body = CheckedRule),
+        (status = "default", description = "Error (422 with `line`/`column`/`span` for rule errors)", body = ErrorBody),
+    ))]
 pub async fn check_rule(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<RuleRequest>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<CheckedRule>> {
     let (input, text) = match body.rule {
         Value::String(text) => (RuleInput::Text(text.clone()), Some(text)),
         value @ Value::Object(_) => {
@@ -53,7 +73,10 @@ pub async fn check_rule(
     )
     .await?;
     match checked {
-        Ok(rule) => Ok(Json(json!({ "text": print_rule(&rule), "ast": rule }))),
+        Ok(rule) => Ok(Json(CheckedRule {
+            text: print_rule(&rule),
+            ast: rule,
+        })),
         Err((text, error)) => Err(rule_error(text.as_deref(), error)),
     }
 }

@@ -25,13 +25,13 @@ pub const PROPERTY_SAMPLE_PROFILES: usize = 64;
 /// Most property names listed per event.
 pub const MAX_PROPERTIES_LISTED: usize = 100;
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TopValue {
     pub value: String,
     pub profiles: u64,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct TraitInfo {
     pub name: String,
     /// `string`, `integer`, `float`, `boolean`, `timestamp` or `list`.
@@ -48,7 +48,7 @@ pub struct TraitInfo {
     pub distinct_values: Option<u64>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct EventInfo {
     pub name: String,
     /// Profiles that ever performed it.
@@ -57,7 +57,7 @@ pub struct EventInfo {
     pub properties: Vec<String>,
 }
 
-#[derive(Clone, Debug, Serialize, PartialEq)]
+#[derive(Clone, Debug, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SchemaReport {
     pub profiles: u64,
     pub traits: Vec<TraitInfo>,
@@ -185,7 +185,12 @@ pub fn report(engine: &Engine) -> SchemaReport {
     }
 }
 
-/// `GET /v1/schema`.
+/// Traits with types and top values, events with property names (for rule builders).
+#[utoipa::path(get, path = "/v1/schema", operation_id = "getSchema", tag = "console",
+    responses(
+        (status = 200, description = "What the data holds", body = SchemaReport),
+        (status = "default", description = "Error", body = crate::http::error::ErrorBody),
+    ))]
 pub async fn get_schema(State(state): State<AppState>) -> ApiResult<Json<SchemaReport>> {
     Ok(Json(blocking(&state, report).await?))
 }

@@ -17,7 +17,7 @@
 //!   before: the lookup hot path does one extra header lookup and nothing else.
 
 use crate::http::auth::{KeyInBody, Scope};
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::AppState;
 use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -25,8 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use parking_lot::Mutex;
 use rand::RngCore;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -324,7 +323,7 @@ fn cleared_cookie() -> HeaderValue {
     HeaderValue::from_static("segd_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Login {
     key: String,
@@ -337,6 +336,34 @@ fn no_store(mut response: Response) -> Response {
     response
 }
 
+/// A console session.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionAnswer {
+    /// `admin` or `read`.
+    pub role: &'static str,
+    /// Send as `X-CSRF-Token` on state-changing requests (empty on an open server).
+    pub csrf: String,
+    /// Idle time left before the session ends (absent on an open server).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<u64>,
+    /// The server has no keys: no sign-in needed (absent in the sign-in answer).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub open: Option<bool>,
+}
+
+/// `POST /console/api/logout`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SignedOut {
+    pub signed_out: bool,
+}
+
+/// Exchange an admin or read key for a console session cookie.
+#[utoipa::path(post, path = "/console/api/login", operation_id = "consoleLogin", tag = "console",
+    request_body = Login,
+    responses(
+        (status = 200, description = "Signed in; the `segd_session` cookie is set", body = SessionAnswer),
+        (status = "default", description = "Error (401 unknown key, 403 a write key or a cross-origin request)", body = ErrorBody),
+    ))]
 /// `POST /console/api/login` `{"key": "..."}` → session cookie + `{role, csrf}`.
 pub async fn login(
     State(state): State<AppState>,
@@ -382,11 +409,12 @@ pub async fn login(
         }
     };
     let (token, csrf) = state.console.sessions.open(role);
-    let mut response = Json(json!({
-        "role": role.name(),
-        "csrf": csrf,
-        "expires_in_ms": state.console.sessions.options.session_idle_ms,
-    }))
+    let mut response = Json(SessionAnswer {
+        role: role.name(),
+        csrf,
+        expires_in_ms: Some(state.console.sessions.options.session_idle_ms),
+        open: None,
+    })
     .into_response();
     response
         .headers_mut()
@@ -394,24 +422,36 @@ pub async fn login(
     Ok(no_store(response))
 }
 
+/// The console session (role, CSRF token), 401 without one.
+#[utoipa::path(get, path = "/console/api/session", operation_id = "consoleSession", tag = "console",
+    responses(
+        (status = 200, description = "The cookie's session, or `open: true` on a server without keys", body = SessionAnswer),
+        (status = "default", description = "Error (401 not signed in)", body = ErrorBody),
+    ))]
 /// `GET /console/api/session` → `{role, csrf, expires_in_ms}` of the cookie's session;
 /// 401 without one. When admin endpoints run without keys, `{role: "admin", open: true}`.
 pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if let Some(view) = cookie_token(&headers).and_then(|token| state.console.sessions.touch(token))
     {
         return no_store(
-            Json(json!({
-                "role": view.role.name(),
-                "csrf": view.csrf,
-                "expires_in_ms": view.expires_in_ms,
-                "open": false,
-            }))
+            Json(SessionAnswer {
+                role: view.role.name(),
+                csrf: view.csrf,
+                expires_in_ms: Some(view.expires_in_ms),
+                open: Some(false),
+            })
             .into_response(),
         );
     }
     if state.keys.is_open(Scope::Admin) {
         return no_store(
-            Json(json!({ "role": "admin", "csrf": "", "open": true })).into_response(),
+            Json(SessionAnswer {
+                role: "admin",
+                csrf: String::new(),
+                expires_in_ms: None,
+                open: Some(true),
+            })
+            .into_response(),
         );
     }
     no_store(
@@ -424,6 +464,13 @@ pub async fn current(State(state): State<AppState>, headers: HeaderMap) -> Respo
     )
 }
 
+/// End the console session.
+#[utoipa::path(post, path = "/console/api/logout", operation_id = "consoleLogout", tag = "console",
+    params(("X-CSRF-Token" = String, Header, description = "The session's CSRF token")),
+    responses(
+        (status = 200, description = "Signed out; the cookie is cleared", body = SignedOut),
+        (status = "default", description = "Error", body = ErrorBody),
+    ))]
 /// `POST /console/api/logout` (with the CSRF token) ends the session and clears the cookie.
 pub async fn logout(
     State(state): State<AppState>,
@@ -437,7 +484,7 @@ pub async fn logout(
         .ok_or_else(session_expired)?;
     check_csrf(&view, &headers)?;
     state.console.sessions.end(token);
-    let mut response = Json(json!({ "signed_out": true })).into_response();
+    let mut response = Json(SignedOut { signed_out: true }).into_response();
     response
         .headers_mut()
         .insert(header::SET_COOKIE, cleared_cookie());
