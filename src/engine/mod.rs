@@ -26,7 +26,10 @@ use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
-use crate::segment::evaluate::{matches, matching, next_change_after, timer_candidates};
+use crate::segment::evaluate::{
+    due_inputs_changed, matches, matches_in, matching, next_change_after, next_change_after_in,
+    timer_candidates, Changed, EventPass,
+};
 use crate::segment::parser::{normalize, parse_rule, ParseError};
 use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
@@ -317,6 +320,11 @@ pub struct Engine {
     pub(crate) clock: Arc<dyn Clock>,
     /// Compiled plans of ad-hoc rules (previews, counts); see `segment::plan_cache`.
     pub(crate) plan_cache: parking_lot::Mutex<crate::segment::plan_cache::PlanCache>,
+    /// Tests only: do the per-message work the skips avoid — recompute every
+    /// time-dependent segment's timer on every re-evaluation (no `due_inputs_changed`
+    /// skip) and rewrite every assigned trait, re-evaluating its segments, even when
+    /// its value is unchanged — so tests can compare the skips with the full work.
+    pub(crate) reference_mode: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -363,6 +371,7 @@ impl Engine {
             seen_messages: parking_lot::Mutex::new(Default::default()),
             suppressed: dashmap::DashSet::new(),
             counters: EngineCounters::default(),
+            reference_mode: std::sync::atomic::AtomicBool::new(false),
             clock,
             plan_cache: Default::default(),
         }

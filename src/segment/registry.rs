@@ -117,6 +117,9 @@ pub struct Registry {
     /// Affected dynamic segments per trait / event / segment, each list in `order`.
     by_trait: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
     by_event: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
+    /// `by_event` indexed by the event's process-wide id (`events::names`), so a track
+    /// finds its segments without hashing the name.
+    by_event_id: Vec<Vec<SegmentId>>,
     by_segment: HashMap<SegmentId, Vec<SegmentId>>,
     time_dependent: Vec<SegmentId>,
 }
@@ -132,6 +135,7 @@ impl Default for Registry {
             order: Vec::new(),
             by_trait: HashMap::default(),
             by_event: HashMap::default(),
+            by_event_id: Vec::new(),
             by_segment: HashMap::new(),
             time_dependent: Vec::new(),
         }
@@ -180,6 +184,13 @@ impl Registry {
 
     pub fn affected_by_event(&self, event: &str) -> &[SegmentId] {
         self.by_event.get(event).map_or(&[], Vec::as_slice)
+    }
+
+    /// [`Registry::affected_by_event`] by the event's process-wide id.
+    pub fn affected_by_event_id(&self, event: crate::events::names::NameId) -> &[SegmentId] {
+        self.by_event_id
+            .get(event.0 as usize)
+            .map_or(&[], Vec::as_slice)
     }
 
     /// Segments that (transitively) reference `segment`, in dependency order.
@@ -310,6 +321,17 @@ impl Registry {
             .into_iter()
             .map(|(name, start)| (name, closure(&start)))
             .collect();
+        self.by_event_id = Vec::new();
+        for (name, segments) in &self.by_event {
+            // A name the full process table cannot hold is found by name instead.
+            if let Some(id) = crate::events::names::intern(name) {
+                let index = id.0 as usize;
+                if self.by_event_id.len() <= index {
+                    self.by_event_id.resize_with(index + 1, Vec::new);
+                }
+                self.by_event_id[index] = segments.clone();
+            }
+        }
         self.by_segment = self
             .segments
             .keys()
