@@ -167,7 +167,7 @@ impl Engine {
         for identifier in user_id.iter().chain(anonymous_id.iter()) {
             Self::check_identifier(identifier)?;
         }
-        let prepared = self.prepare_traits(traits, &mut Default::default())?;
+        let prepared = self.prepare_traits(traits, &mut prepare::SchemaOverlay::single())?;
         self.identify_prepared(user_id, anonymous_id, &prepared)
     }
 
@@ -331,7 +331,7 @@ impl Engine {
                 continue;
             };
             let member = matches_in(condition, shard, local, now_ms, &pass);
-            if condition.is_time_dependent()
+            if registry.is_time_dependent(*segment)
                 && (always_recompute || due_inputs_changed(condition, shard, changed))
             {
                 let due = next_change_after_in(condition, shard, local, now_ms, &pass);

@@ -75,14 +75,25 @@ impl PreparedBatch<'_> {
 /// messages of the batch.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SchemaOverlay {
-    types: HashMap<String, TraitType>,
+    types: HashMap<String, TraitType, crate::events::NameHasherBuilder>,
     new_names: usize,
     /// Largest integer magnitude the batch writes per trait (a later widening to float
     /// must keep these exact too).
-    largest_integer: HashMap<String, u64>,
+    largest_integer: HashMap<String, u64, crate::events::NameHasherBuilder>,
+    /// For one message alone (no later message reads the overlay): `absorb` records
+    /// nothing, so a lone identify allocates no overlay entries.
+    single: bool,
 }
 
 impl SchemaOverlay {
+    /// An overlay for a single message (see `single`).
+    pub(super) fn single() -> SchemaOverlay {
+        SchemaOverlay {
+            single: true,
+            ..SchemaOverlay::default()
+        }
+    }
+
     fn lookup(&self, schema: &Schema, name: &str) -> Option<TraitType> {
         self.types
             .get(name)
@@ -92,6 +103,9 @@ impl SchemaOverlay {
 
     /// Records what a prepared message does to the schema.
     fn absorb(&mut self, schema: &Schema, prepared: &PreparedTraits) {
+        if self.single {
+            return;
+        }
         for (name, trait_type, value) in &prepared.assignments {
             let Some(value) = value else { continue };
             if self.lookup(schema, name).is_none() {
@@ -99,8 +113,14 @@ impl SchemaOverlay {
                 self.new_names += 1;
             }
             if let TraitValue::Integer(integer) = value {
-                let largest = self.largest_integer.entry(name.clone()).or_default();
-                *largest = (*largest).max(integer.unsigned_abs());
+                // No key allocation when the trait is already there.
+                match self.largest_integer.get_mut(name.as_str()) {
+                    Some(largest) => *largest = (*largest).max(integer.unsigned_abs()),
+                    None => {
+                        self.largest_integer
+                            .insert(name.clone(), integer.unsigned_abs());
+                    }
+                }
             }
         }
         for name in &prepared.widen {

@@ -504,7 +504,8 @@ impl EventPass {
         now_ms: i64,
     ) -> EventPass {
         let events = &shard.events;
-        let mut leaves: Vec<&EventCondition> = Vec::new();
+        // Sized for the usual handful of leaves per event name: no regrowth.
+        let mut leaves: Vec<&EventCondition> = Vec::with_capacity(32);
         for condition in conditions {
             collect_leaves(condition, events, name, &mut leaves);
         }

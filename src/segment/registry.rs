@@ -122,6 +122,8 @@ pub struct Registry {
     by_event_id: Vec<Vec<SegmentId>>,
     by_segment: HashMap<SegmentId, Vec<SegmentId>>,
     time_dependent: Vec<SegmentId>,
+    /// `time_dependent` as a flag per segment id (checked for every re-evaluation).
+    time_dependent_flags: Vec<bool>,
 }
 
 impl Default for Registry {
@@ -138,6 +140,7 @@ impl Default for Registry {
             by_event_id: Vec::new(),
             by_segment: HashMap::new(),
             time_dependent: Vec::new(),
+            time_dependent_flags: Vec::new(),
         }
     }
 }
@@ -200,6 +203,15 @@ impl Registry {
 
     pub fn time_dependent(&self) -> &[SegmentId] {
         &self.time_dependent
+    }
+
+    /// Whether a segment's rule is time-dependent (precomputed; see
+    /// [`Condition::is_time_dependent`]).
+    pub fn is_time_dependent(&self, segment: SegmentId) -> bool {
+        self.time_dependent_flags
+            .get(segment.0 as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn dependencies_of(&self, segment: SegmentId) -> Option<&Dependencies> {
@@ -341,6 +353,14 @@ impl Registry {
             })
             .collect();
         time_dependent.sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+        self.time_dependent_flags = Vec::new();
+        for segment in &time_dependent {
+            let index = segment.0 as usize;
+            if self.time_dependent_flags.len() <= index {
+                self.time_dependent_flags.resize(index + 1, false);
+            }
+            self.time_dependent_flags[index] = true;
+        }
         self.time_dependent = time_dependent;
         self.order = order
             .into_iter()
