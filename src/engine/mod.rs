@@ -502,14 +502,11 @@ fn ordered_union<'a>(
     if lists_seen <= 1 {
         return all;
     }
-    all.sort_unstable();
+    // Registry order by each id's precomputed position (ids not live are dropped).
+    all.retain(|id| registry.order_position(*id).is_some());
+    all.sort_unstable_by_key(|id| registry.order_position(*id));
     all.dedup();
-    registry
-        .order()
-        .iter()
-        .copied()
-        .filter(|id| all.binary_search(id).is_ok())
-        .collect()
+    all
 }
 
 fn lookup_original<'a>(

@@ -124,6 +124,9 @@ pub struct Registry {
     time_dependent: Vec<SegmentId>,
     /// `time_dependent` as a flag per segment id (checked for every re-evaluation).
     time_dependent_flags: Vec<bool>,
+    /// Position in `order` per segment id (`u32::MAX`: not live), to merge affected
+    /// lists without scanning the whole order.
+    order_positions: Vec<u32>,
 }
 
 impl Default for Registry {
@@ -141,6 +144,7 @@ impl Default for Registry {
             by_segment: HashMap::new(),
             time_dependent: Vec::new(),
             time_dependent_flags: Vec::new(),
+            order_positions: Vec::new(),
         }
     }
 }
@@ -174,6 +178,14 @@ impl Registry {
     /// Dynamic segments in dependency order.
     pub fn order(&self) -> &[SegmentId] {
         &self.order
+    }
+
+    /// A segment's position in [`Registry::order`] (`None` when not live).
+    pub fn order_position(&self, id: SegmentId) -> Option<u32> {
+        self.order_positions
+            .get(id.0 as usize)
+            .copied()
+            .filter(|position| *position != u32::MAX)
     }
 
     pub fn next_id(&self) -> SegmentId {
@@ -287,6 +299,14 @@ impl Registry {
             .enumerate()
             .map(|(index, id)| (*id, index))
             .collect();
+        self.order_positions = Vec::new();
+        for (index, id) in order.iter().enumerate() {
+            let slot = id.0 as usize;
+            if self.order_positions.len() <= slot {
+                self.order_positions.resize(slot + 1, u32::MAX);
+            }
+            self.order_positions[slot] = index as u32;
+        }
         // Direct dependents per segment, then transitive closure in order.
         let mut direct: HashMap<SegmentId, Vec<SegmentId>> = HashMap::new();
         for (segment, dependencies) in &self.dependencies {
