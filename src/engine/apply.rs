@@ -145,7 +145,7 @@ impl Engine {
         for identifier in user_id.iter().chain(anonymous_id.iter()) {
             Self::check_identifier(identifier)?;
         }
-        let prepared = self.prepare_traits(traits, &mut Default::default())?;
+        let prepared = self.prepare_traits(traits, &mut prepare::SchemaOverlay::single())?;
         self.identify_prepared(user_id, anonymous_id, &prepared)
     }
 
@@ -194,11 +194,26 @@ impl Engine {
         }
         self.register_keys(&keys, profile);
         let mut touched: Vec<&str> = Vec::with_capacity(prepared.assignments.len());
+        let mut touched_columns = Vec::with_capacity(prepared.assignments.len());
         for (name, trait_type, value) in &prepared.assignments {
             let Some((column_id, column_type)) = schema.lookup(name) else {
                 continue; // removing a trait nobody ever had
             };
             let _ = trait_type;
+            // Touch only what changes: a trait set to the value it holds (or removed
+            // when absent) writes nothing, and re-evaluates nothing on its account.
+            let unchanged = !created
+                && !self.reference_mode.load(Ordering::Relaxed)
+                && match (value, shard.column(column_id)) {
+                    (Some(value), Some(column)) => column.holds(profile.local.0, value),
+                    (None, Some(column)) => !column.present.contains(profile.local.0),
+                    (None, None) => true,
+                    (Some(_), None) => false,
+                };
+            if unchanged {
+                continue;
+            }
+            touched_columns.push(column_id);
             match value {
                 Some(value) => shard
                     .column_mut(column_id, column_type)
@@ -212,15 +227,19 @@ impl Engine {
             touched.push(name);
         }
         drop(schema);
-        let affected: Vec<SegmentId> = if created {
-            registry.order().to_vec()
+        let (affected, changed) = if created {
+            (registry.order().to_vec(), Changed::All)
         } else {
-            ordered_union(
-                &registry,
-                touched.iter().map(|name| registry.affected_by_trait(name)),
+            (
+                ordered_union(
+                    &registry,
+                    touched.iter().map(|name| registry.affected_by_trait(name)),
+                ),
+                Changed::Columns(&touched_columns),
             )
         };
-        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        let changes =
+            self.reevaluate_changed(&registry, &mut shard, profile.local, &affected, changed);
         // Recorded under the shard lock so the log keeps each profile's order.
         self.record(&changes, Cause::Event);
         let mut all = recorded;
@@ -236,8 +255,37 @@ impl Engine {
         local: LocalId,
         segments: &[SegmentId],
     ) -> Vec<MembershipChange> {
+        self.reevaluate_changed(registry, shard, local, segments, Changed::All)
+    }
+
+    /// [`Engine::reevaluate`] after a message that changed only `changed` on the
+    /// profile: behavioral leaves over a tracked event are answered from one pass over
+    /// the profile's events of that name ([`EventPass`]), and a segment's timer is
+    /// recomputed only when data its time-dependent leaves read changed
+    /// ([`due_inputs_changed`]).
+    pub(super) fn reevaluate_changed(
+        &self,
+        registry: &Registry,
+        shard: &mut Shard,
+        local: LocalId,
+        segments: &[SegmentId],
+        changed: Changed<'_>,
+    ) -> Vec<MembershipChange> {
         let now_ms = self.clock.now_ms();
         let mut changes = Vec::new();
+        let pass = match changed {
+            Changed::Event(name) => EventPass::build(
+                segments
+                    .iter()
+                    .filter_map(|segment| registry.get(*segment)?.condition()),
+                shard,
+                local,
+                name,
+                now_ms,
+            ),
+            Changed::All | Changed::Columns(_) => EventPass::default(),
+        };
+        let always_recompute = self.reference_mode.load(Ordering::Relaxed);
         for segment in segments {
             let Some(definition) = registry.get(*segment) else {
                 continue;
@@ -245,9 +293,11 @@ impl Engine {
             let Some(condition) = definition.condition() else {
                 continue;
             };
-            let member = matches(condition, shard, local, now_ms);
-            if condition.is_time_dependent() {
-                let due = next_change_after(condition, shard, local, now_ms);
+            let member = matches_in(condition, shard, local, now_ms, &pass);
+            if registry.is_time_dependent(*segment)
+                && (always_recompute || due_inputs_changed(condition, shard, changed))
+            {
+                let due = next_change_after_in(condition, shard, local, now_ms, &pass);
                 shard.timers.schedule(local, *segment, due);
             }
             if shard.set_member(*segment, local, member) {
@@ -278,7 +328,7 @@ impl Engine {
         time_ms: i64,
         properties: &serde_json::Map<String, Value>,
     ) -> Result<Vec<MembershipChange>, EngineError> {
-        let prepared = crate::events::prepare_properties(properties)?;
+        let prepared = crate::events::prepare_properties_borrowed(properties)?;
         self.track_prepared(user_id, anonymous_id, event, time_ms, &prepared)
     }
 
@@ -289,7 +339,7 @@ impl Engine {
         anonymous_id: Option<&str>,
         event: &str,
         time_ms: i64,
-        prepared: &PreparedProperties,
+        prepared: &PreparedProperties<'_>,
     ) -> Result<Vec<MembershipChange>, EngineError> {
         if user_id.is_none() && anonymous_id.is_none() {
             return Err(EngineError::MissingIdentifier);
@@ -308,7 +358,7 @@ impl Engine {
             if !self.shards[profile.shard.0 as usize]
                 .read()
                 .events
-                .has_room_for(event, prepared)
+                .has_room_for(event, prepared.iter().map(|(name, _)| name.as_ref()))
             {
                 return Err(EngineError::TooManyEventNames);
             }
@@ -320,7 +370,10 @@ impl Engine {
             recorded,
         } = self.attach_identifiers(&registry, &keys, user_id, anonymous_id)?;
         self.register_keys(&keys, profile);
-        if !shard.events.has_room_for(event, prepared) {
+        if !shard
+            .events
+            .has_room_for(event, prepared.iter().map(|(name, _)| name.as_ref()))
+        {
             // Only reachable for a profile created just now in a full shard.
             let changes = if created {
                 self.remove_created(&registry, &mut shard, profile, &keys)
@@ -331,15 +384,28 @@ impl Engine {
             return Err(EngineError::TooManyEventNames);
         }
         let now_ms = self.clock.now_ms();
-        shard
-            .events
-            .insert(profile.local.0, event, time_ms, prepared, now_ms);
-        let affected: Vec<SegmentId> = if created {
-            registry.order().to_vec()
+        let dropped_before = shard.events.stats().dropped_over_limit;
+        let (name, _) =
+            shard
+                .events
+                .insert_named(profile.local.0, event, time_ms, prepared, now_ms);
+        // Only this name's events changed, unless the per-profile bound dropped old
+        // events of any name.
+        let changed = if created || shard.events.stats().dropped_over_limit != dropped_before {
+            Changed::All
         } else {
-            registry.affected_by_event(event).to_vec()
+            Changed::Event(name)
         };
-        let changes = self.reevaluate(&registry, &mut shard, profile.local, &affected);
+        let affected: &[SegmentId] = if created {
+            registry.order()
+        } else {
+            match shard.events.event_global_id(name) {
+                Some(id) => registry.affected_by_event_id(id),
+                None => registry.affected_by_event(event),
+            }
+        };
+        let changes =
+            self.reevaluate_changed(&registry, &mut shard, profile.local, affected, changed);
         self.record(&changes, Cause::Event);
         let mut all = recorded;
         all.extend(changes);

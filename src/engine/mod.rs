@@ -27,7 +27,10 @@ use crate::ids::{LocalId, ProfileRef, SegmentId, ShardId};
 use crate::ingest::{Message, MessageKind};
 use crate::segment::ast::Rule;
 use crate::segment::compile::{compile, CompileContext, RuleError};
-use crate::segment::evaluate::{matches, matching, next_change_after, timer_candidates};
+use crate::segment::evaluate::{
+    due_inputs_changed, matches, matches_in, matching, next_change_after, next_change_after_in,
+    timer_candidates, Changed, EventPass,
+};
 use crate::segment::parser::{normalize, parse_rule, ParseError};
 use crate::segment::registry::{
     Registry, SegmentDefinition, SegmentKind, MAX_SEGMENTS, MAX_SEGMENT_NAME_BYTES,
@@ -334,6 +337,11 @@ pub struct Engine {
     /// How many apply lanes a batch is split into (from the options and the cores,
     /// worked out on first use).
     pub(crate) lanes: std::sync::OnceLock<usize>,
+    /// Tests only: do the per-message work the skips avoid — recompute every
+    /// time-dependent segment's timer on every re-evaluation (no `due_inputs_changed`
+    /// skip) and rewrite every assigned trait, re-evaluating its segments, even when
+    /// its value is unchanged — so tests can compare the skips with the full work.
+    pub(crate) reference_mode: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for Engine {
@@ -380,6 +388,7 @@ impl Engine {
             seen_messages: parking_lot::Mutex::new(Default::default()),
             suppressed: dashmap::DashSet::new(),
             counters: EngineCounters::default(),
+            reference_mode: std::sync::atomic::AtomicBool::new(false),
             clock,
             plan_cache: Default::default(),
             lanes: std::sync::OnceLock::new(),
@@ -516,14 +525,11 @@ fn ordered_union<'a>(
     if lists_seen <= 1 {
         return all;
     }
-    all.sort_unstable();
+    // Registry order by each id's precomputed position (ids not live are dropped).
+    all.retain(|id| registry.order_position(*id).is_some());
+    all.sort_unstable_by_key(|id| registry.order_position(*id));
     all.dedup();
-    registry
-        .order()
-        .iter()
-        .copied()
-        .filter(|id| all.binary_search(id).is_ok())
-        .collect()
+    all
 }
 
 fn lookup_original<'a>(

@@ -25,14 +25,15 @@ pub(crate) struct PreparedTraits {
     pub(super) widen: Vec<String>,
 }
 
-/// Event properties flattened once, applied without flattening again.
-pub(crate) type PreparedProperties = Vec<(String, crate::events::EventProperty)>;
+/// Event properties flattened once, applied without flattening again; names and
+/// strings borrow from the message (no copy before the shard's arena).
+pub(crate) type PreparedProperties<'a> = crate::events::BorrowedProperties<'a>;
 
 /// What applying one message of a prepared batch does.
 #[derive(Debug)]
-pub(crate) enum Step {
+pub(crate) enum Step<'a> {
     Identify(PreparedTraits),
-    Track(PreparedProperties),
+    Track(PreparedProperties<'a>),
     Alias,
     /// Names an erased identifier: dropped and counted.
     Suppressed,
@@ -42,11 +43,11 @@ pub(crate) enum Step {
 
 /// A batch checked against the engine: one step per message.
 #[derive(Debug)]
-pub struct PreparedBatch {
-    pub(super) steps: Vec<Step>,
+pub struct PreparedBatch<'a> {
+    pub(super) steps: Vec<Step<'a>>,
 }
 
-impl PreparedBatch {
+impl PreparedBatch<'_> {
     /// Messages that will be applied (neither suppressed nor duplicates).
     pub fn applied_len(&self) -> usize {
         self.steps
@@ -74,14 +75,25 @@ impl PreparedBatch {
 /// messages of the batch.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SchemaOverlay {
-    types: HashMap<String, TraitType>,
+    types: HashMap<String, TraitType, crate::events::NameHasherBuilder>,
     new_names: usize,
     /// Largest integer magnitude the batch writes per trait (a later widening to float
     /// must keep these exact too).
-    largest_integer: HashMap<String, u64>,
+    largest_integer: HashMap<String, u64, crate::events::NameHasherBuilder>,
+    /// For one message alone (no later message reads the overlay): `absorb` records
+    /// nothing, so a lone identify allocates no overlay entries.
+    single: bool,
 }
 
 impl SchemaOverlay {
+    /// An overlay for a single message (see `single`).
+    pub(super) fn single() -> SchemaOverlay {
+        SchemaOverlay {
+            single: true,
+            ..SchemaOverlay::default()
+        }
+    }
+
     fn lookup(&self, schema: &Schema, name: &str) -> Option<TraitType> {
         self.types
             .get(name)
@@ -91,6 +103,9 @@ impl SchemaOverlay {
 
     /// Records what a prepared message does to the schema.
     fn absorb(&mut self, schema: &Schema, prepared: &PreparedTraits) {
+        if self.single {
+            return;
+        }
         for (name, trait_type, value) in &prepared.assignments {
             let Some(value) = value else { continue };
             if self.lookup(schema, name).is_none() {
@@ -98,8 +113,14 @@ impl SchemaOverlay {
                 self.new_names += 1;
             }
             if let TraitValue::Integer(integer) = value {
-                let largest = self.largest_integer.entry(name.clone()).or_default();
-                *largest = (*largest).max(integer.unsigned_abs());
+                // No key allocation when the trait is already there.
+                match self.largest_integer.get_mut(name.as_str()) {
+                    Some(largest) => *largest = (*largest).max(integer.unsigned_abs()),
+                    None => {
+                        self.largest_integer
+                            .insert(name.clone(), integer.unsigned_abs());
+                    }
+                }
             }
         }
         for name in &prepared.widen {
@@ -125,7 +146,10 @@ fn at(index: usize, batch_len: usize) -> impl Fn(EngineError) -> EngineError {
 impl Engine {
     /// Checks a whole batch against the engine as it stands and as the batch's earlier
     /// messages will leave it; changes nothing. See the module documentation.
-    pub fn prepare_batch(&self, messages: &[Message]) -> Result<PreparedBatch, EngineError> {
+    pub fn prepare_batch<'a>(
+        &self,
+        messages: &'a [Message],
+    ) -> Result<PreparedBatch<'a>, EngineError> {
         let mut overlay = SchemaOverlay::default();
         let mut batch_ids: HashSet<&str> = HashSet::new();
         let mut event_names: HashSet<&str> = HashSet::new();
@@ -161,7 +185,7 @@ impl Engine {
         drop(seen);
         for step in &steps {
             if let Step::Track(properties) = step {
-                property_names.extend(properties.iter().map(|(name, _)| name.as_str()));
+                property_names.extend(properties.iter().map(|(name, _)| name.as_ref()));
             }
         }
         // Name tables are per shard and a message's shard is known only when applied
@@ -181,11 +205,11 @@ impl Engine {
     }
 
     /// Checks one message (against the overlay) and returns what applying it does.
-    fn prepare_message(
+    fn prepare_message<'a>(
         &self,
-        message: &Message,
+        message: &'a Message,
         overlay: &mut SchemaOverlay,
-    ) -> Result<Step, EngineError> {
+    ) -> Result<Step<'a>, EngineError> {
         if message.user_id.is_none() && message.anonymous_id.is_none() {
             return Err(EngineError::MissingIdentifier);
         }
@@ -199,7 +223,9 @@ impl Engine {
             }
             MessageKind::Track { event, properties } => {
                 crate::events::check_event_name(event)?;
-                Ok(Step::Track(crate::events::prepare_properties(properties)?))
+                Ok(Step::Track(crate::events::prepare_properties_borrowed(
+                    properties,
+                )?))
             }
             MessageKind::Alias { previous_id } => {
                 if message.user_id.is_none() {

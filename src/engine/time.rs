@@ -42,3 +42,34 @@ impl Engine {
             .min()
     }
 }
+
+impl Engine {
+    /// Tests only: with `true`, the engine does the per-message work its skips avoid
+    /// (every timer recomputed on every re-evaluation, every assigned trait rewritten
+    /// and its segments re-evaluated even when unchanged), so tests can compare.
+    #[doc(hidden)]
+    pub fn set_reference_mode(&self, on: bool) {
+        self.reference_mode
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Tests only: every pending timer as (profile id, segment name, due ms), sorted.
+    #[doc(hidden)]
+    pub fn pending_timers(&self) -> Vec<(String, String, i64)> {
+        let registry = self.registry.read();
+        let mut out = Vec::new();
+        for shard_lock in &self.shards {
+            let shard = shard_lock.read();
+            for (local, segment, due) in shard.timers.entries() {
+                let name = registry
+                    .get(SegmentId(segment))
+                    .map(|definition| definition.name.clone())
+                    .unwrap_or_default();
+                let profile = shard.identities[local as usize].external_id();
+                out.push((profile, name, due));
+            }
+        }
+        out.sort();
+        out
+    }
+}

@@ -21,11 +21,13 @@
 //! of profiles per call, and when a profile receives a new event.
 
 pub mod index;
+pub mod names;
 
 use crate::store::value::{MAX_LIST_ITEMS, MAX_STRING_BYTES, MAX_TRAIT_NAME_BYTES};
 use index::NameIndex;
 use roaring::RoaringBitmap;
 use serde_json::Value;
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 /// Longest event name accepted.
@@ -81,6 +83,54 @@ impl EventProperty {
         }
     }
 }
+
+/// A property value as prepared from a message, borrowing its strings from the
+/// message (no copy until it is encoded into a shard's arena).
+#[derive(Clone, Debug, PartialEq)]
+pub enum PropertyRef<'a> {
+    Str(&'a str),
+    Integer(i64),
+    Float(f64),
+    Bool(bool),
+    /// Items that were JSON strings are borrowed; other items are their JSON text.
+    List(Vec<Cow<'a, str>>),
+}
+
+impl PropertyRef<'_> {
+    pub fn to_owned_property(&self) -> EventProperty {
+        match self {
+            PropertyRef::Str(text) => EventProperty::String(text.to_string()),
+            PropertyRef::Integer(number) => EventProperty::Integer(*number),
+            PropertyRef::Float(number) => EventProperty::Float(*number),
+            PropertyRef::Bool(flag) => EventProperty::Bool(*flag),
+            PropertyRef::List(items) => {
+                EventProperty::List(items.iter().map(|item| item.to_string()).collect())
+            }
+        }
+    }
+}
+
+impl EventProperty {
+    /// The same value as a [`PropertyRef`] borrowing from `self`.
+    pub fn borrowed(&self) -> PropertyRef<'_> {
+        match self {
+            EventProperty::String(text) => PropertyRef::Str(text),
+            EventProperty::Integer(number) => PropertyRef::Integer(*number),
+            EventProperty::Float(number) => PropertyRef::Float(*number),
+            EventProperty::Bool(flag) => PropertyRef::Bool(*flag),
+            EventProperty::List(items) => PropertyRef::List(
+                items
+                    .iter()
+                    .map(|item| Cow::Borrowed(item.as_str()))
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// Flattened properties borrowing from the message: top-level names and string values
+/// are borrowed, only dotted names of nested objects are built.
+pub type BorrowedProperties<'a> = Vec<(Cow<'a, str>, PropertyRef<'a>)>;
 
 /// A property value read in place from the arena.
 #[derive(Clone, Debug, PartialEq)]
@@ -165,7 +215,17 @@ pub fn check_event_name(name: &str) -> Result<(), EventError> {
 pub fn prepare_properties(
     properties: &serde_json::Map<String, Value>,
 ) -> Result<Vec<(String, EventProperty)>, EventError> {
-    let mut out = Vec::new();
+    Ok(prepare_properties_borrowed(properties)?
+        .into_iter()
+        .map(|(name, value)| (name.into_owned(), value.to_owned_property()))
+        .collect())
+}
+
+/// [`prepare_properties`] without copying: names and strings borrow from `properties`.
+pub fn prepare_properties_borrowed(
+    properties: &serde_json::Map<String, Value>,
+) -> Result<BorrowedProperties<'_>, EventError> {
+    let mut out = Vec::with_capacity(properties.len());
     flatten_properties("", properties, 1, &mut out)?;
     let bytes = out.iter().map(|(_, value)| encoded_bytes(value)).sum();
     if bytes > MAX_EVENT_PROPERTY_BYTES {
@@ -175,48 +235,52 @@ pub fn prepare_properties(
 }
 
 /// Bytes `encode_properties` writes for one property (id, tag, value).
-fn encoded_bytes(value: &EventProperty) -> usize {
+fn encoded_bytes(value: &PropertyRef<'_>) -> usize {
     3 + match value {
-        EventProperty::String(text) => 4 + text.len(),
-        EventProperty::Integer(_) | EventProperty::Float(_) => 8,
-        EventProperty::Bool(_) => 1,
-        EventProperty::List(items) => 2 + items.iter().map(|item| 4 + item.len()).sum::<usize>(),
+        PropertyRef::Str(text) => 4 + text.len(),
+        PropertyRef::Integer(_) | PropertyRef::Float(_) => 8,
+        PropertyRef::Bool(_) => 1,
+        PropertyRef::List(items) => 2 + items.iter().map(|item| 4 + item.len()).sum::<usize>(),
     }
 }
 
-fn flatten_properties(
+fn flatten_properties<'a>(
     prefix: &str,
-    object: &serde_json::Map<String, Value>,
+    object: &'a serde_json::Map<String, Value>,
     depth: usize,
-    out: &mut Vec<(String, EventProperty)>,
+    out: &mut BorrowedProperties<'a>,
 ) -> Result<(), EventError> {
     for (key, value) in object {
-        let name = if prefix.is_empty() {
-            key.clone()
+        let name: Cow<'a, str> = if prefix.is_empty() {
+            Cow::Borrowed(key.as_str())
         } else {
-            format!("{prefix}.{key}")
+            Cow::Owned(format!("{prefix}.{key}"))
         };
         if name.is_empty() || name.len() > MAX_TRAIT_NAME_BYTES {
-            return Err(EventError::BadPropertyName { name });
+            return Err(EventError::BadPropertyName {
+                name: name.into_owned(),
+            });
         }
         let property = match value {
             Value::Null => continue,
             Value::Object(inner) => {
                 if depth >= MAX_PROPERTY_NESTING {
-                    return Err(EventError::TooDeep { name });
+                    return Err(EventError::TooDeep {
+                        name: name.into_owned(),
+                    });
                 }
                 flatten_properties(&name, inner, depth + 1, out)?;
                 continue;
             }
-            Value::Bool(flag) => EventProperty::Bool(*flag),
+            Value::Bool(flag) => PropertyRef::Bool(*flag),
             Value::Number(number) => match number.as_i64() {
-                Some(integer) => EventProperty::Integer(integer),
+                Some(integer) => PropertyRef::Integer(integer),
                 // Unsigned beyond i64 would lose precision as a float: rejected, as for traits.
                 None => match number.as_f64().filter(|_| !number.is_u64()) {
-                    Some(float) if float.is_finite() => EventProperty::Float(float),
+                    Some(float) if float.is_finite() => PropertyRef::Float(float),
                     _ => {
                         return Err(EventError::NumberOutOfRange {
-                            name,
+                            name: name.into_owned(),
                             value: number.to_string(),
                         })
                     }
@@ -225,34 +289,34 @@ fn flatten_properties(
             Value::String(text) => {
                 if text.len() > MAX_STRING_BYTES {
                     return Err(EventError::StringTooLong {
-                        name,
+                        name: name.into_owned(),
                         length: text.len(),
                     });
                 }
-                EventProperty::String(text.clone())
+                PropertyRef::Str(text)
             }
             Value::Array(items) => {
                 if items.len() > MAX_LIST_ITEMS {
                     return Err(EventError::ListTooLong {
-                        name,
+                        name: name.into_owned(),
                         length: items.len(),
                     });
                 }
                 let mut strings = Vec::with_capacity(items.len());
                 for item in items {
                     let text = match item {
-                        Value::String(text) => text.clone(),
-                        other => other.to_string(),
+                        Value::String(text) => Cow::Borrowed(text.as_str()),
+                        other => Cow::Owned(other.to_string()),
                     };
                     if text.len() > MAX_STRING_BYTES {
                         return Err(EventError::StringTooLong {
-                            name,
+                            name: name.into_owned(),
                             length: text.len(),
                         });
                     }
                     strings.push(text);
                 }
-                EventProperty::List(strings)
+                PropertyRef::List(strings)
             }
         };
         out.push((name, property));
@@ -474,6 +538,43 @@ impl ProfileEvents {
     }
 }
 
+/// One profile's stored events of one name, oldest first (see
+/// [`EventStore::named_events`]).
+#[derive(Clone, Copy, Debug)]
+pub struct NamedEvents<'a> {
+    records: &'a [StoredEvent],
+    arena: &'a [u8],
+}
+
+impl<'a> NamedEvents<'a> {
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Index range of the events with `from_ms <= time <= to_ms`.
+    pub fn window(&self, from_ms: i64, to_ms: i64) -> std::ops::Range<usize> {
+        let start = self
+            .records
+            .partition_point(|event| event.time_ms < from_ms);
+        let end = self.records.partition_point(|event| event.time_ms <= to_ms);
+        start..end.max(start)
+    }
+
+    /// The event at `index` (0 = oldest).
+    pub fn get(&self, index: usize) -> EventView<'a> {
+        let event = &self.records[index];
+        let start = event.properties_start as usize;
+        EventView {
+            time_ms: event.time_ms,
+            encoded: &self.arena[start..start + event.properties_len as usize],
+        }
+    }
+}
+
 /// A stored event seen through the store: its time and its properties.
 #[derive(Clone, Copy, Debug)]
 pub struct EventView<'a> {
@@ -652,6 +753,15 @@ pub struct EventStore {
     stats: EventStats,
     /// Per-profile bound on live property bytes ([`MAX_EVENT_BYTES_PER_PROFILE`]).
     max_profile_bytes: usize,
+    /// Process-wide [`names::NameId`] → this store's event name id ([`names::NO_LOCAL`]
+    /// when the name was never interned here), so compiled rules resolve without hashing.
+    event_by_global: Vec<u32>,
+    /// This store's event name id → its process-wide id.
+    event_global: Vec<Option<names::NameId>>,
+    /// Process-wide id → this store's property name id.
+    property_by_global: Vec<u32>,
+    /// Reused buffer for encoding one event's properties (no allocation per event).
+    scratch: Vec<u8>,
 }
 
 /// Hashes short names with one-shot seeded xxh3 per `write` call. xxhash-rust's own
@@ -723,6 +833,10 @@ impl EventStore {
             sweep_cursor: 0,
             stats: EventStats::default(),
             max_profile_bytes: MAX_EVENT_BYTES_PER_PROFILE,
+            event_by_global: Vec::new(),
+            event_global: Vec::new(),
+            property_by_global: Vec::new(),
+            scratch: Vec::new(),
         }
     }
 
@@ -759,12 +873,51 @@ impl EventStore {
         &self.property_list[id.0 as usize]
     }
 
-    /// Whether `count` more distinct names fit (checked before anything is applied).
-    pub fn has_room_for(&self, event: &str, properties: &[(String, EventProperty)]) -> bool {
+    /// This store's id of a compiled event name: one vector read when the rule holds a
+    /// process-wide id, a hash lookup of `name` otherwise (process table full).
+    #[inline]
+    pub fn resolve_event(&self, id: Option<names::NameId>, name: &str) -> Option<EventNameId> {
+        match id {
+            Some(id) => names::local_of(&self.event_by_global, id).map(EventNameId),
+            None => self.event_name_id(name),
+        }
+    }
+
+    /// This store's id of a compiled property name (see [`EventStore::resolve_event`]).
+    #[inline]
+    pub fn resolve_property(
+        &self,
+        id: Option<names::NameId>,
+        name: &str,
+    ) -> Option<PropertyNameId> {
+        match id {
+            Some(id) => names::local_of(&self.property_by_global, id)
+                .map(|local| PropertyNameId(local as u16)),
+            None => self.property_name_id(name),
+        }
+    }
+
+    /// The process-wide id of one of this store's event names.
+    pub fn event_global_id(&self, id: EventNameId) -> Option<names::NameId> {
+        self.event_global.get(id.0 as usize).copied().flatten()
+    }
+
+    /// Whether an event's new names fit (checked before anything is applied).
+    pub fn has_room_for<'n>(
+        &self,
+        event: &str,
+        property_names: impl IntoIterator<Item = &'n str>,
+    ) -> bool {
         let new_event = usize::from(!self.names.contains_key(event));
-        let new_properties = properties
-            .iter()
-            .filter(|(name, _)| !self.property_names.contains_key(name.as_str()))
+        // Below the limits by more than any one event can add: nothing to count.
+        if self.name_list.len() < MAX_EVENT_NAMES
+            && self.property_list.len() + MAX_PROPERTIES_PER_EVENT <= MAX_PROPERTY_NAMES
+        {
+            return true;
+        }
+        let new_properties = property_names
+            .into_iter()
+            .filter(|name| !self.property_names.contains_key(*name))
             .count();
         self.name_list.len() + new_event <= MAX_EVENT_NAMES
             && self.property_list.len() + new_properties <= MAX_PROPERTY_NAMES
@@ -795,6 +948,11 @@ impl EventStore {
         let id = EventNameId(self.name_list.len() as u32);
         self.names.insert(name.into(), id);
         self.name_list.push(name.into());
+        let global = names::intern(name);
+        if let Some(global) = global {
+            names::map_local(&mut self.event_by_global, global, id.0);
+        }
+        self.event_global.push(global);
         self.with_event.push(RoaringBitmap::new());
         self.index.push(NameIndex::default());
         id
@@ -807,6 +965,9 @@ impl EventStore {
         let id = PropertyNameId(self.property_list.len() as u16);
         self.property_names.insert(name.into(), id);
         self.property_list.push(name.into());
+        if let Some(global) = names::intern(name) {
+            names::map_local(&mut self.property_by_global, global, u32::from(id.0));
+        }
         id
     }
 
@@ -873,6 +1034,21 @@ impl EventStore {
         })
     }
 
+    /// The stored events of one name of one profile, located once (two binary
+    /// searches) so several conditions over that name can share one pass over them.
+    pub fn named_events(&self, local: u32, name: EventNameId) -> NamedEvents<'_> {
+        match self.profile(local) {
+            Some(profile) => NamedEvents {
+                records: &profile.events[profile.name_range(name)],
+                arena: &profile.properties,
+            },
+            None => NamedEvents {
+                records: &[],
+                arena: &[],
+            },
+        }
+    }
+
     /// Number of stored events named `name` in `[from_ms, to_ms]` (two binary searches).
     pub fn count_in_window(&self, local: u32, name: EventNameId, from_ms: i64, to_ms: i64) -> u64 {
         self.profile(local)
@@ -923,17 +1099,32 @@ impl EventStore {
         local: u32,
         event: &str,
         time_ms: i64,
-        properties: &[(String, EventProperty)],
+        properties: &[(Cow<'_, str>, PropertyRef<'_>)],
         now_ms: i64,
     ) -> bool {
+        self.insert_named(local, event, time_ms, properties, now_ms)
+            .1
+    }
+
+    /// [`EventStore::insert`], also returning the event name's id in this store.
+    pub fn insert_named(
+        &mut self,
+        local: u32,
+        event: &str,
+        time_ms: i64,
+        properties: &[(Cow<'_, str>, PropertyRef<'_>)],
+        now_ms: i64,
+    ) -> (EventNameId, bool) {
         let name = self.intern_name(event);
         let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
         let stored = time_ms >= cutoff_ms;
-        let encoded = if stored {
-            self.encode_properties(properties)
-        } else {
-            Vec::new()
-        };
+        let mut encoded = std::mem::take(&mut self.scratch);
+        encoded.clear();
+        if stored {
+            for (property, value) in properties {
+                self.encode_property(&mut encoded, property, value);
+            }
+        }
         self.with_event[name.0 as usize].insert(local);
         let profile = self.profile_mut(local);
         let before = profile.lifetime(name).map_or(0, |lifetime| lifetime.count);
@@ -949,14 +1140,16 @@ impl EventStore {
         let profile = self.profile_mut(local);
         if !stored {
             self.stats.arrived_expired += 1;
-            return false;
+            self.scratch = encoded;
+            return (name, false);
         }
         // Expire this profile's old events while we hold it anyway.
         let expired = profile.drop_older_than(cutoff_ms);
         self.stats.expired += expired as u64;
         self.stats.stored -= expired as u64;
         self.push_event(local, name, time_ms, &encoded);
-        true
+        self.scratch = encoded;
+        (name, true)
     }
 
     fn profile_mut(&mut self, local: u32) -> &mut ProfileEvents {
@@ -992,39 +1185,44 @@ impl EventStore {
     fn encode_properties(&mut self, properties: &[(String, EventProperty)]) -> Vec<u8> {
         let mut out = Vec::new();
         for (name, value) in properties {
-            let id = self.intern_property(name);
-            out.extend_from_slice(&id.0.to_le_bytes());
-            let push_str = |out: &mut Vec<u8>, text: &str| {
-                out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-                out.extend_from_slice(text.as_bytes());
-            };
-            match value {
-                EventProperty::String(text) => {
-                    out.push(TAG_STRING);
-                    push_str(&mut out, text);
-                }
-                EventProperty::Integer(number) => {
-                    out.push(TAG_INTEGER);
-                    out.extend_from_slice(&number.to_le_bytes());
-                }
-                EventProperty::Float(number) => {
-                    out.push(TAG_FLOAT);
-                    out.extend_from_slice(&number.to_le_bytes());
-                }
-                EventProperty::Bool(flag) => {
-                    out.push(TAG_BOOL);
-                    out.push(u8::from(*flag));
-                }
-                EventProperty::List(items) => {
-                    out.push(TAG_LIST);
-                    out.extend_from_slice(&(items.len() as u16).to_le_bytes());
-                    for item in items {
-                        push_str(&mut out, item);
-                    }
+            self.encode_property(&mut out, name, &value.borrowed());
+        }
+        out
+    }
+
+    /// Appends one encoded property (`[id u16][tag u8][payload]`) to `out`.
+    fn encode_property(&mut self, out: &mut Vec<u8>, name: &str, value: &PropertyRef<'_>) {
+        let id = self.intern_property(name);
+        out.extend_from_slice(&id.0.to_le_bytes());
+        let push_str = |out: &mut Vec<u8>, text: &str| {
+            out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+            out.extend_from_slice(text.as_bytes());
+        };
+        match value {
+            PropertyRef::Str(text) => {
+                out.push(TAG_STRING);
+                push_str(out, text);
+            }
+            PropertyRef::Integer(number) => {
+                out.push(TAG_INTEGER);
+                out.extend_from_slice(&number.to_le_bytes());
+            }
+            PropertyRef::Float(number) => {
+                out.push(TAG_FLOAT);
+                out.extend_from_slice(&number.to_le_bytes());
+            }
+            PropertyRef::Bool(flag) => {
+                out.push(TAG_BOOL);
+                out.push(u8::from(*flag));
+            }
+            PropertyRef::List(items) => {
+                out.push(TAG_LIST);
+                out.extend_from_slice(&(items.len() as u16).to_le_bytes());
+                for item in items {
+                    push_str(out, item);
                 }
             }
         }
-        out
     }
 
     /// Removes every event of a profile (deletion or the absorbed side of a merge).
@@ -1078,7 +1276,9 @@ impl EventStore {
     pub fn attach(&mut self, local: u32, detached: DetachedEvents, now_ms: i64) {
         let cutoff_ms = now_ms.saturating_sub(self.retention_ms);
         for (event, time_ms, properties) in &detached.events {
-            if *time_ms < cutoff_ms || !self.has_room_for(event, properties) {
+            if *time_ms < cutoff_ms
+                || !self.has_room_for(event, properties.iter().map(|(name, _)| name.as_str()))
+            {
                 continue;
             }
             let name = self.intern_name(event);
@@ -1223,8 +1423,9 @@ mod tests {
 
     const DAY: i64 = 86_400_000;
 
-    fn props(value: Value) -> Vec<(String, EventProperty)> {
-        prepare_properties(value.as_object().unwrap()).unwrap()
+    fn props(value: Value) -> BorrowedProperties<'static> {
+        let value: &'static Value = Box::leak(Box::new(value));
+        prepare_properties_borrowed(value.as_object().unwrap()).unwrap()
     }
 
     #[test]
@@ -1402,7 +1603,12 @@ mod tests {
             "too_many_properties"
         );
         assert_eq!(check_event_name("").unwrap_err().code(), "bad_event_name");
-        let nested = props(json!({"product": {"sku": "A1", "price": 9.5}, "gone": null}));
+        let nested = prepare_properties(
+            json!({"product": {"sku": "A1", "price": 9.5}, "gone": null})
+                .as_object()
+                .unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             nested,
             vec![

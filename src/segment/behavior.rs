@@ -14,6 +14,7 @@
 //!   string, number with number exactly, boolean with boolean); a missing property or
 //!   one of another kind makes the comparison false, as for traits.
 
+use crate::events::names::NameId;
 use crate::events::{EventNameId, EventStore, EventView, PropertyValue};
 use crate::ids::LocalId;
 use crate::segment::ast::{AggregateFunction, CountOp, Literal, Performed, TextOp};
@@ -56,12 +57,27 @@ fn matches_without_events(condition: &EventCondition) -> bool {
     }
 }
 
-pub(crate) fn event_name(condition: &EventCondition) -> &str {
+/// The compiled event of a condition: its process-wide id and its name.
+pub(crate) fn event_ref(condition: &EventCondition) -> (Option<NameId>, &str) {
     match condition {
-        EventCondition::Count { event, .. }
-        | EventCondition::Performed { event, .. }
-        | EventCondition::Aggregate { event, .. } => event,
+        EventCondition::Count {
+            event, event_id, ..
+        }
+        | EventCondition::Performed {
+            event, event_id, ..
+        }
+        | EventCondition::Aggregate {
+            event, event_id, ..
+        } => (*event_id, event),
     }
+}
+
+/// This shard's id of the event a condition reads (a vector read; see
+/// `events::names`).
+#[inline]
+pub(crate) fn resolve(condition: &EventCondition, events: &EventStore) -> Option<EventNameId> {
+    let (id, name) = event_ref(condition);
+    events.resolve_event(id, name)
 }
 
 /// Profiles of `universe` matching a behavioral condition. Only candidates (see
@@ -74,7 +90,7 @@ pub fn matching(
     now_ms: i64,
 ) -> RoaringBitmap {
     let events = &shard.events;
-    let Some(name) = events.event_name_id(event_name(condition)) else {
+    let Some(name) = resolve(condition, events) else {
         return if matches_without_events(condition) {
             universe.clone()
         } else {
@@ -133,7 +149,7 @@ pub fn candidates(
 /// Whether one profile matches a behavioral condition.
 pub fn matches(condition: &EventCondition, shard: &Shard, local: LocalId, now_ms: i64) -> bool {
     let events = &shard.events;
-    match events.event_name_id(event_name(condition)) {
+    match resolve(condition, events) {
         Some(name) if events.profiles_with(name).contains(local.0) => {
             evaluate(condition, events, name, local, now_ms)
         }
@@ -193,6 +209,7 @@ fn evaluate(
         EventCondition::Aggregate {
             function,
             property,
+            property_id,
             filter,
             window,
             op,
@@ -200,7 +217,7 @@ fn evaluate(
             ..
         } => {
             let (from, to) = window.range(now_ms);
-            let property = events.property_name_id(property);
+            let property = events.resolve_property(*property_id, property);
             let selected = events.events(local.0, name, from, to).filter(|event| {
                 filter
                     .as_ref()
@@ -224,7 +241,7 @@ fn evaluate(
 /// start on are left out; fixed windows and lifetime counts never change by time alone.
 pub fn timer_candidates(condition: &EventCondition, shard: &Shard, now_ms: i64) -> RoaringBitmap {
     let events = &shard.events;
-    let Some(name) = events.event_name_id(event_name(condition)) else {
+    let Some(name) = resolve(condition, events) else {
         return RoaringBitmap::new();
     };
     match condition {
@@ -325,9 +342,9 @@ fn literal_ordering(value: &PropertyValue<'_>, literal: &Literal) -> Option<Orde
 
 /// Evaluates a property filter on one event.
 pub fn filter_matches(filter: &PropertyFilter, events: &EventStore, event: &EventView<'_>) -> bool {
-    let read = |property: &str| {
+    let read = |property: &str, id: &Option<NameId>| {
         events
-            .property_name_id(property)
+            .resolve_property(*id, property)
             .and_then(|id| event.property(id))
     };
     match filter {
@@ -338,27 +355,33 @@ pub fn filter_matches(filter: &PropertyFilter, events: &EventStore, event: &Even
             .iter()
             .any(|child| filter_matches(child, events, event)),
         PropertyFilter::Not(child) => !filter_matches(child, events, event),
-        PropertyFilter::Has { property } => read(property).is_some(),
+        PropertyFilter::Has {
+            property,
+            property_id,
+        } => read(property, property_id).is_some(),
         PropertyFilter::Compare {
             property,
+            property_id,
             op,
             value,
-        } => read(property)
+        } => read(property, property_id)
             .and_then(|stored| literal_ordering(&stored, value))
             .is_some_and(|ordering| ordering_satisfies(ordering, *op)),
         PropertyFilter::Between {
             property,
+            property_id,
             low,
             high,
-        } => read(property).is_some_and(|stored| {
+        } => read(property, property_id).is_some_and(|stored| {
             literal_ordering(&stored, low).is_some_and(|o| o != Ordering::Less)
                 && literal_ordering(&stored, high).is_some_and(|o| o != Ordering::Greater)
         }),
         PropertyFilter::In {
             property,
+            property_id,
             values,
             negated,
-        } => match read(property) {
+        } => match read(property, property_id) {
             Some(PropertyValue::List(items)) => {
                 let any = values
                     .iter()
@@ -375,9 +398,10 @@ pub fn filter_matches(filter: &PropertyFilter, events: &EventStore, event: &Even
         },
         PropertyFilter::Text {
             property,
+            property_id,
             op,
             pattern,
-        } => match read(property) {
+        } => match read(property, property_id) {
             Some(PropertyValue::Str(text)) => text_matches(*op, text, pattern),
             Some(PropertyValue::List(items)) => {
                 *op == TextOp::Contains && items.contains(&pattern.as_str())
@@ -397,7 +421,7 @@ pub fn next_change_after(
     now_ms: i64,
 ) -> Option<i64> {
     let events = &shard.events;
-    let name = events.event_name_id(event_name(condition))?;
+    let name = resolve(condition, events)?;
     match condition {
         EventCondition::Count {
             window: EventWindow::Last { span_ms },
@@ -442,4 +466,241 @@ pub fn next_change_after(
         }
         _ => None,
     }
+}
+
+/// The answers (membership and next due instant) of every behavioral leaf over one
+/// event name, for one profile, computed in **one pass** over that profile's stored
+/// events of the name (issue 9 item 5): after a `track`, every affected segment's
+/// leaves over the tracked event are answered from here instead of each locating,
+/// windowing and filtering the same events again. Holds no borrow of the shard, so the
+/// shard can be updated while the answers are read.
+#[derive(Debug, Default)]
+pub struct EventPass {
+    /// (leaf address, member, next change) per leaf over the name.
+    leaves: Vec<(usize, bool, Option<i64>)>,
+}
+
+/// Per-leaf state while passing over the events.
+struct LeafScan<'c> {
+    leaf: &'c EventCondition,
+    /// Inclusive window at `now_ms`; `None` for leaves that read lifetime aggregates.
+    window: Option<(i64, i64)>,
+    /// Sliding-window span (for the timer edges).
+    span_ms: Option<i64>,
+    count: u64,
+    /// Indices (into the name's events) of the selected events of an aggregate.
+    selected: Vec<usize>,
+    leaving: Option<i64>,
+    entering: Option<i64>,
+}
+
+impl EventPass {
+    /// Answers every leaf over `name` (this shard's id) found in `conditions`.
+    pub fn build<'c>(
+        conditions: impl Iterator<Item = &'c crate::segment::compile::Condition>,
+        shard: &Shard,
+        local: LocalId,
+        name: EventNameId,
+        now_ms: i64,
+    ) -> EventPass {
+        let events = &shard.events;
+        // Sized for the usual handful of leaves per event name: no regrowth.
+        let mut leaves: Vec<&EventCondition> = Vec::with_capacity(32);
+        for condition in conditions {
+            collect_leaves(condition, events, name, &mut leaves);
+        }
+        if leaves.is_empty() {
+            return EventPass::default();
+        }
+        let performed = events.profiles_with(name).contains(local.0);
+        let lifetime = events.lifetime(local.0, name);
+        let named = events.named_events(local.0, name);
+        let mut scans: Vec<LeafScan<'_>> = leaves
+            .iter()
+            .map(|leaf| {
+                let (window, span_ms) = match leaf {
+                    EventCondition::Count {
+                        window: EventWindow::Lifetime,
+                        ..
+                    }
+                    | EventCondition::Performed { .. } => (None, None),
+                    EventCondition::Count { window, .. }
+                    | EventCondition::Aggregate { window, .. } => (
+                        Some(window.range(now_ms)),
+                        match window {
+                            EventWindow::Last { span_ms } => Some(*span_ms),
+                            _ => None,
+                        },
+                    ),
+                };
+                LeafScan {
+                    leaf,
+                    window,
+                    span_ms,
+                    count: 0,
+                    selected: Vec::new(),
+                    leaving: None,
+                    entering: None,
+                }
+            })
+            .collect();
+        if performed {
+            // The pass: each stored event of the name once, oldest first.
+            for index in 0..named.len() {
+                let event = named.get(index);
+                let time = event.time_ms;
+                for scan in &mut scans {
+                    if let Some((from, to)) = scan.window {
+                        if from <= time && time <= to {
+                            let filter = match scan.leaf {
+                                EventCondition::Count { filter, .. }
+                                | EventCondition::Aggregate { filter, .. } => filter.as_deref(),
+                                EventCondition::Performed { .. } => None,
+                            };
+                            if filter.is_none_or(|filter| filter_matches(filter, events, &event)) {
+                                scan.count += 1;
+                                if matches!(scan.leaf, EventCondition::Aggregate { .. }) {
+                                    scan.selected.push(index);
+                                }
+                            }
+                        }
+                    }
+                    if let Some(span_ms) = scan.span_ms {
+                        if scan.leaving.is_none()
+                            && now_ms.saturating_sub(span_ms) <= time
+                            && time <= now_ms
+                        {
+                            scan.leaving = Some(time.saturating_add(span_ms).saturating_add(1));
+                        }
+                        if scan.entering.is_none() && time > now_ms {
+                            scan.entering = Some(time);
+                        }
+                    }
+                }
+            }
+        }
+        let leaves = scans
+            .into_iter()
+            .map(|scan| {
+                let member = if !performed {
+                    matches_without_events(scan.leaf)
+                } else {
+                    match scan.leaf {
+                        EventCondition::Count {
+                            window: EventWindow::Lifetime,
+                            count_op,
+                            count,
+                            ..
+                        } => count_satisfies(
+                            lifetime.map_or(0, |lifetime| lifetime.count),
+                            *count_op,
+                            *count,
+                        ),
+                        EventCondition::Count {
+                            count_op, count, ..
+                        } => count_satisfies(scan.count, *count_op, *count),
+                        EventCondition::Performed {
+                            which,
+                            recency,
+                            span_ms,
+                            ..
+                        } => lifetime.is_some_and(|lifetime| {
+                            let time = match which {
+                                Performed::First => lifetime.first_ms,
+                                Performed::Last => lifetime.last_ms,
+                            };
+                            let (low, high) = recency_range(*recency, *span_ms, now_ms);
+                            low <= time && time <= high
+                        }),
+                        EventCondition::Aggregate {
+                            function,
+                            property,
+                            property_id,
+                            op,
+                            value,
+                            ..
+                        } => {
+                            let property = events.resolve_property(*property_id, property);
+                            let selected = scan.selected.iter().map(|index| named.get(*index));
+                            match aggregate(*function, property.map(|p| (p, selected))) {
+                                Some(result) => ordering_satisfies(
+                                    compare_numbers(Number::Float(result), Number::Float(*value)),
+                                    *op,
+                                ),
+                                None => false,
+                            }
+                        }
+                    }
+                };
+                let next_change = match scan.leaf {
+                    EventCondition::Performed {
+                        which,
+                        recency,
+                        span_ms,
+                        ..
+                    } => lifetime.and_then(|lifetime| {
+                        let time = match which {
+                            Performed::First => lifetime.first_ms,
+                            Performed::Last => lifetime.last_ms,
+                        };
+                        recency_edges(*recency, *span_ms, time)
+                            .into_iter()
+                            .flatten()
+                            .filter(|edge| *edge > now_ms)
+                            .min()
+                    }),
+                    _ => scan
+                        .leaving
+                        .into_iter()
+                        .chain(scan.entering)
+                        .filter(|edge| *edge > now_ms)
+                        .min(),
+                };
+                (
+                    scan.leaf as *const EventCondition as usize,
+                    member,
+                    next_change,
+                )
+            })
+            .collect();
+        EventPass { leaves }
+    }
+
+    /// The pass's answer for a leaf (membership, next change), when it covered it.
+    #[inline]
+    pub fn get(&self, leaf: &EventCondition) -> Option<(bool, Option<i64>)> {
+        let address = leaf as *const EventCondition as usize;
+        self.leaves
+            .iter()
+            .find(|(at, _, _)| *at == address)
+            .map(|(_, member, next)| (*member, *next))
+    }
+}
+
+fn collect_leaves<'c>(
+    condition: &'c crate::segment::compile::Condition,
+    events: &EventStore,
+    name: EventNameId,
+    out: &mut Vec<&'c EventCondition>,
+) {
+    use crate::segment::compile::Condition;
+    match condition {
+        Condition::And(children) | Condition::Or(children) => {
+            for child in children {
+                collect_leaves(child, events, name, out);
+            }
+        }
+        Condition::Not(child) => collect_leaves(child, events, name, out),
+        Condition::Event(leaf) if resolve(leaf, events) == Some(name) => out.push(leaf),
+        _ => {}
+    }
+}
+
+/// Whether a leaf's timer inputs include the event `name` (this shard's id).
+pub(crate) fn reads_event(
+    condition: &EventCondition,
+    events: &EventStore,
+    name: EventNameId,
+) -> bool {
+    resolve(condition, events) == Some(name)
 }

@@ -19,6 +19,7 @@
 //! without the trait. `city != "Berlin"` therefore means "has a city, and it is not
 //! Berlin", while `not city = "Berlin"` also includes profiles with no city.
 
+use crate::events::names::{self, NameId};
 use crate::ids::{ColumnId, SegmentId};
 use crate::segment::ast::{
     AggregateFunction, CompareOp, CountOp, Literal, Performed, Recency, Rule, TextOp, Window,
@@ -181,12 +182,15 @@ impl EventWindow {
     }
 }
 
-/// A compiled behavioral condition; the event name is resolved against each shard's
-/// event store at evaluation time.
+/// A compiled behavioral condition. Event and property names are resolved to
+/// process-wide ids when the rule is compiled (`event_id`, `property_id`; see
+/// `events::names`), so evaluation maps them to a shard's ids with a vector read; the
+/// names stay for display and for the fallback when the id table is full (`None`).
 #[derive(Clone, Debug, PartialEq)]
 pub enum EventCondition {
     Count {
         event: String,
+        event_id: Option<NameId>,
         filter: Option<Box<PropertyFilter>>,
         count_op: CountOp,
         count: u32,
@@ -194,6 +198,7 @@ pub enum EventCondition {
     },
     Performed {
         event: String,
+        event_id: Option<NameId>,
         which: Performed,
         recency: Recency,
         span_ms: i64,
@@ -201,7 +206,9 @@ pub enum EventCondition {
     Aggregate {
         function: AggregateFunction,
         event: String,
+        event_id: Option<NameId>,
         property: String,
+        property_id: Option<NameId>,
         filter: Option<Box<PropertyFilter>>,
         window: EventWindow,
         op: CompareOp,
@@ -218,26 +225,31 @@ pub enum PropertyFilter {
     Not(Box<PropertyFilter>),
     Compare {
         property: String,
+        property_id: Option<NameId>,
         op: CompareOp,
         value: Literal,
     },
     Between {
         property: String,
+        property_id: Option<NameId>,
         low: Literal,
         high: Literal,
     },
     In {
         property: String,
+        property_id: Option<NameId>,
         values: Vec<Literal>,
         negated: bool,
     },
     Text {
         property: String,
+        property_id: Option<NameId>,
         op: TextOp,
         pattern: String,
     },
     Has {
         property: String,
+        property_id: Option<NameId>,
     },
 }
 
@@ -368,6 +380,7 @@ fn compile_node(rule: &Rule, context: &CompileContext<'_>) -> Result<Condition, 
             }
             Condition::Event(EventCondition::Count {
                 event: event.clone(),
+                event_id: names::intern(event),
                 filter: filter
                     .as_deref()
                     .map(compile_filter)
@@ -385,6 +398,7 @@ fn compile_node(rule: &Rule, context: &CompileContext<'_>) -> Result<Condition, 
             span,
         } => Condition::Event(EventCondition::Performed {
             event: event.clone(),
+            event_id: names::intern(event),
             which: *which,
             recency: *recency,
             span_ms: span.millis(),
@@ -408,7 +422,9 @@ fn compile_node(rule: &Rule, context: &CompileContext<'_>) -> Result<Condition, 
             Condition::Event(EventCondition::Aggregate {
                 function: *function,
                 event: event.clone(),
+                event_id: names::intern(event),
                 property: property.clone(),
+                property_id: names::intern(property),
                 filter: filter
                     .as_deref()
                     .map(compile_filter)
@@ -473,6 +489,7 @@ fn compile_filter(rule: &Rule) -> Result<PropertyFilter, RuleError> {
             check_literal_finite(value)?;
             PropertyFilter::Compare {
                 property: trait_name.clone(),
+                property_id: names::intern(trait_name),
                 op: *op,
                 value: value.clone(),
             }
@@ -486,6 +503,7 @@ fn compile_filter(rule: &Rule) -> Result<PropertyFilter, RuleError> {
             check_literal_finite(high)?;
             PropertyFilter::Between {
                 property: trait_name.clone(),
+                property_id: names::intern(trait_name),
                 low: low.clone(),
                 high: high.clone(),
             }
@@ -505,6 +523,7 @@ fn compile_filter(rule: &Rule) -> Result<PropertyFilter, RuleError> {
             }
             PropertyFilter::In {
                 property: trait_name.clone(),
+                property_id: names::intern(trait_name),
                 values: values.clone(),
                 negated: *negated,
             }
@@ -515,11 +534,13 @@ fn compile_filter(rule: &Rule) -> Result<PropertyFilter, RuleError> {
             value,
         } => PropertyFilter::Text {
             property: trait_name.clone(),
+            property_id: names::intern(trait_name),
             op: *op,
             pattern: value.clone(),
         },
         Rule::Has { trait_name } => PropertyFilter::Has {
             property: trait_name.clone(),
+            property_id: names::intern(trait_name),
         },
         Rule::Recent { .. } => return Err(bad("relative time")),
         Rule::InSegment { .. } => return Err(bad("`in segment`")),

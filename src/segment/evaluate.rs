@@ -11,9 +11,11 @@
 //! Both must agree with each other and with `reference` on every input; the property
 //! tests in `tests/evaluation_agreement.rs` check that on random data and rules.
 
-use crate::ids::LocalId;
+use crate::events::EventNameId;
+use crate::ids::{ColumnId, LocalId};
 use crate::segment::ast::{CompareOp, Recency};
 use crate::segment::behavior;
+pub use crate::segment::behavior::EventPass;
 use crate::segment::compile::{Condition, Predicate};
 use crate::store::column::{
     compare_numbers, ordering_satisfies, text_matches, Column, ColumnData, Number,
@@ -334,14 +336,26 @@ fn timestamp_range(
 
 /// Whether one profile matches `condition`.
 pub fn matches(condition: &Condition, shard: &Shard, local: LocalId, now_ms: i64) -> bool {
+    matches_in(condition, shard, local, now_ms, &EventPass::default())
+}
+
+/// [`matches`], answering behavioral leaves covered by `pass` from it (see
+/// [`EventPass`]).
+pub fn matches_in(
+    condition: &Condition,
+    shard: &Shard,
+    local: LocalId,
+    now_ms: i64,
+    pass: &EventPass,
+) -> bool {
     match condition {
         Condition::And(children) => children
             .iter()
-            .all(|child| matches(child, shard, local, now_ms)),
+            .all(|child| matches_in(child, shard, local, now_ms, pass)),
         Condition::Or(children) => children
             .iter()
-            .any(|child| matches(child, shard, local, now_ms)),
-        Condition::Not(child) => !matches(child, shard, local, now_ms),
+            .any(|child| matches_in(child, shard, local, now_ms, pass)),
+        Condition::Not(child) => !matches_in(child, shard, local, now_ms, pass),
         Condition::Constant(value) => *value,
         Condition::InSegment(segment) => shard.is_member(*segment, local),
         Condition::RandomBucket { threshold, salt } => {
@@ -351,7 +365,10 @@ pub fn matches(condition: &Condition, shard: &Shard, local: LocalId, now_ms: i64
             Some(column) => predicate_matches(predicate, column, local.0, now_ms),
             None => false,
         },
-        Condition::Event(event) => behavior::matches(event, shard, local, now_ms),
+        Condition::Event(event) => match pass.get(event) {
+            Some((member, _)) => member,
+            None => behavior::matches(event, shard, local, now_ms),
+        },
     }
 }
 
@@ -417,12 +434,23 @@ pub fn next_change_after(
     local: LocalId,
     now_ms: i64,
 ) -> Option<i64> {
+    next_change_after_in(condition, shard, local, now_ms, &EventPass::default())
+}
+
+/// [`next_change_after`], answering behavioral leaves covered by `pass` from it.
+pub fn next_change_after_in(
+    condition: &Condition,
+    shard: &Shard,
+    local: LocalId,
+    now_ms: i64,
+    pass: &EventPass,
+) -> Option<i64> {
     match condition {
         Condition::And(children) | Condition::Or(children) => children
             .iter()
-            .filter_map(|child| next_change_after(child, shard, local, now_ms))
+            .filter_map(|child| next_change_after_in(child, shard, local, now_ms, pass))
             .min(),
-        Condition::Not(child) => next_change_after(child, shard, local, now_ms),
+        Condition::Not(child) => next_change_after_in(child, shard, local, now_ms, pass),
         Condition::Trait {
             column,
             predicate: Predicate::TimestampRecent { recency, span_ms },
@@ -434,8 +462,50 @@ pub fn next_change_after(
                 .filter(|edge| *edge > now_ms)
                 .min()
         }
-        Condition::Event(event) => behavior::next_change_after(event, shard, local, now_ms),
+        Condition::Event(event) => match pass.get(event) {
+            Some((_, next)) => next,
+            None => behavior::next_change_after(event, shard, local, now_ms),
+        },
         _ => None,
+    }
+}
+
+/// What one message changed on one profile, for deciding which timers can move.
+#[derive(Clone, Copy, Debug)]
+pub enum Changed<'a> {
+    /// Anything (a new or merged profile, a tick, a segment edit).
+    All,
+    /// One event was added, of this name (this shard's id).
+    Event(EventNameId),
+    /// These trait columns changed value.
+    Columns(&'a [ColumnId]),
+}
+
+/// Whether [`next_change_after`] can return something else than it did the last time
+/// it was computed for this profile, given that only `changed` changed since: only a
+/// time-dependent leaf reading changed data can move its edges. (Time passing alone
+/// only removes edges at or before "now", and an edge at or before "now" is a timer
+/// already due, which the tick re-evaluates and reschedules.) Conservative: true when
+/// in doubt.
+pub fn due_inputs_changed(condition: &Condition, shard: &Shard, changed: Changed<'_>) -> bool {
+    match changed {
+        Changed::All => return true,
+        Changed::Event(_) | Changed::Columns(_) => {}
+    }
+    match condition {
+        Condition::And(children) | Condition::Or(children) => children
+            .iter()
+            .any(|child| due_inputs_changed(child, shard, changed)),
+        Condition::Not(child) => due_inputs_changed(child, shard, changed),
+        Condition::Trait {
+            column,
+            predicate: Predicate::TimestampRecent { .. },
+        } => matches!(changed, Changed::Columns(columns) if columns.contains(column)),
+        Condition::Event(event) => match changed {
+            Changed::Event(name) => behavior::reads_event(event, &shard.events, name),
+            _ => false,
+        },
+        _ => false,
     }
 }
 

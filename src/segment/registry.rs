@@ -117,8 +117,16 @@ pub struct Registry {
     /// Affected dynamic segments per trait / event / segment, each list in `order`.
     by_trait: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
     by_event: HashMap<String, Vec<SegmentId>, NameHasherBuilder>,
+    /// `by_event` indexed by the event's process-wide id (`events::names`), so a track
+    /// finds its segments without hashing the name.
+    by_event_id: Vec<Vec<SegmentId>>,
     by_segment: HashMap<SegmentId, Vec<SegmentId>>,
     time_dependent: Vec<SegmentId>,
+    /// `time_dependent` as a flag per segment id (checked for every re-evaluation).
+    time_dependent_flags: Vec<bool>,
+    /// Position in `order` per segment id (`u32::MAX`: not live), to merge affected
+    /// lists without scanning the whole order.
+    order_positions: Vec<u32>,
 }
 
 impl Default for Registry {
@@ -132,8 +140,11 @@ impl Default for Registry {
             order: Vec::new(),
             by_trait: HashMap::default(),
             by_event: HashMap::default(),
+            by_event_id: Vec::new(),
             by_segment: HashMap::new(),
             time_dependent: Vec::new(),
+            time_dependent_flags: Vec::new(),
+            order_positions: Vec::new(),
         }
     }
 }
@@ -169,6 +180,14 @@ impl Registry {
         &self.order
     }
 
+    /// A segment's position in [`Registry::order`] (`None` when not live).
+    pub fn order_position(&self, id: SegmentId) -> Option<u32> {
+        self.order_positions
+            .get(id.0 as usize)
+            .copied()
+            .filter(|position| *position != u32::MAX)
+    }
+
     pub fn next_id(&self) -> SegmentId {
         SegmentId(self.next_id)
     }
@@ -182,6 +201,13 @@ impl Registry {
         self.by_event.get(event).map_or(&[], Vec::as_slice)
     }
 
+    /// [`Registry::affected_by_event`] by the event's process-wide id.
+    pub fn affected_by_event_id(&self, event: crate::events::names::NameId) -> &[SegmentId] {
+        self.by_event_id
+            .get(event.0 as usize)
+            .map_or(&[], Vec::as_slice)
+    }
+
     /// Segments that (transitively) reference `segment`, in dependency order.
     pub fn dependents_of(&self, segment: SegmentId) -> &[SegmentId] {
         self.by_segment.get(&segment).map_or(&[], Vec::as_slice)
@@ -189,6 +215,15 @@ impl Registry {
 
     pub fn time_dependent(&self) -> &[SegmentId] {
         &self.time_dependent
+    }
+
+    /// Whether a segment's rule is time-dependent (precomputed; see
+    /// [`Condition::is_time_dependent`]).
+    pub fn is_time_dependent(&self, segment: SegmentId) -> bool {
+        self.time_dependent_flags
+            .get(segment.0 as usize)
+            .copied()
+            .unwrap_or(false)
     }
 
     pub fn dependencies_of(&self, segment: SegmentId) -> Option<&Dependencies> {
@@ -264,6 +299,14 @@ impl Registry {
             .enumerate()
             .map(|(index, id)| (*id, index))
             .collect();
+        self.order_positions = Vec::new();
+        for (index, id) in order.iter().enumerate() {
+            let slot = id.0 as usize;
+            if self.order_positions.len() <= slot {
+                self.order_positions.resize(slot + 1, u32::MAX);
+            }
+            self.order_positions[slot] = index as u32;
+        }
         // Direct dependents per segment, then transitive closure in order.
         let mut direct: HashMap<SegmentId, Vec<SegmentId>> = HashMap::new();
         for (segment, dependencies) in &self.dependencies {
@@ -310,6 +353,17 @@ impl Registry {
             .into_iter()
             .map(|(name, start)| (name, closure(&start)))
             .collect();
+        self.by_event_id = Vec::new();
+        for (name, segments) in &self.by_event {
+            // A name the full process table cannot hold is found by name instead.
+            if let Some(id) = crate::events::names::intern(name) {
+                let index = id.0 as usize;
+                if self.by_event_id.len() <= index {
+                    self.by_event_id.resize_with(index + 1, Vec::new);
+                }
+                self.by_event_id[index] = segments.clone();
+            }
+        }
         self.by_segment = self
             .segments
             .keys()
@@ -319,6 +373,14 @@ impl Registry {
             })
             .collect();
         time_dependent.sort_by_key(|id| position.get(id).copied().unwrap_or(usize::MAX));
+        self.time_dependent_flags = Vec::new();
+        for segment in &time_dependent {
+            let index = segment.0 as usize;
+            if self.time_dependent_flags.len() <= index {
+                self.time_dependent_flags.resize(index + 1, false);
+            }
+            self.time_dependent_flags[index] = true;
+        }
         self.time_dependent = time_dependent;
         self.order = order
             .into_iter()

@@ -728,6 +728,32 @@ impl Column {
         })
     }
 
+    /// Whether `id` holds exactly `value` (same type, same value; floats by bits), so
+    /// setting it again would change nothing. Lists compare as stored (sorted); an
+    /// unsorted incoming list answers false and is simply set again.
+    pub fn holds(&self, id: u32, value: &TraitValue) -> bool {
+        if !self.present.contains(id) {
+            return false;
+        }
+        match (&self.data, value) {
+            (ColumnData::Dictionary(_) | ColumnData::Arena(_), TraitValue::String(text)) => {
+                self.get_str(id) == Some(text.as_str())
+            }
+            (ColumnData::Integer { values, .. }, TraitValue::Integer(number))
+            | (ColumnData::Timestamp { values, .. }, TraitValue::Timestamp(number)) => {
+                values.get(id as usize) == Some(number)
+            }
+            (ColumnData::Float { values, .. }, TraitValue::Float(number)) => values
+                .get(id as usize)
+                .is_some_and(|stored| stored.to_bits() == number.to_bits()),
+            (ColumnData::Boolean { trues }, TraitValue::Boolean(flag)) => {
+                trues.contains(id) == *flag
+            }
+            (ColumnData::List { .. }, TraitValue::List(_)) => self.get(id).as_ref() == Some(value),
+            _ => false,
+        }
+    }
+
     /// The string value for `id` without copying (string columns only).
     pub fn get_str(&self, id: u32) -> Option<&str> {
         match &self.data {

@@ -26,7 +26,9 @@ pub struct ColumnInfo {
 
 #[derive(Clone, Debug)]
 pub struct Schema {
-    by_name: HashMap<String, ColumnId>,
+    /// xxh3 (seeded per schema) instead of SipHash: looked up for every trait of
+    /// every identify.
+    by_name: HashMap<String, ColumnId, crate::events::NameHasherBuilder>,
     columns: Vec<ColumnInfo>,
     generation: u64,
 }
@@ -34,7 +36,7 @@ pub struct Schema {
 impl Default for Schema {
     fn default() -> Self {
         Schema {
-            by_name: HashMap::new(),
+            by_name: HashMap::default(),
             columns: Vec::new(),
             generation: next_generation(),
         }
