@@ -61,7 +61,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SEGD_SHARDS")]
     pub shards: Option<usize>,
     /// Threads applying a batch's messages in parallel, one lane per group of shards
-    /// (0 = one per core, at most the shard count) [default: 0].
+    /// (0 = one per two cores, leaving the rest to HTTP parsing and readers; at most the
+    /// shard count) [default: 0].
     #[arg(long, env = "SEGD_APPLY_LANES")]
     pub apply_lanes: Option<usize>,
     /// Seconds between snapshots [default: 300].

@@ -12,7 +12,7 @@
 //! With `SEGD_BENCH_KEEP=1` the data directory stays; `-- --load <dir>/data` then
 //! measures a restart alone (and writes two snapshots, so the next restart replays
 //! nothing: copy the directory per run). `--apply-lanes N` after the directory sets the
-//! engine's apply lanes (replay applies its batches over them; 0 = one per core).
+//! engine's apply lanes (replay applies its batches over them; 0 = one per two cores).
 
 use segd::bulk::{default_threads, load_demo};
 use segd::clock::{Clock, SystemClock};

@@ -102,7 +102,9 @@ impl Engine {
     pub fn apply_lanes(&self) -> usize {
         *self.lanes.get_or_init(|| {
             match self.options.apply_lanes {
-                0 => std::thread::available_parallelism().map_or(1, |cores| cores.get()),
+                // Half the cores: on two cores, a second lane took CPU from HTTP parsing
+                // and the load generator and cost throughput (BENCHMARKS.md).
+                0 => std::thread::available_parallelism().map_or(1, |cores| cores.get() / 2),
                 configured => configured,
             }
             .clamp(1, MAX_APPLY_LANES)

@@ -102,8 +102,9 @@ pub const MAX_APPLY_LANES: usize = 64;
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
     pub shards: usize,
-    /// Threads applying a batch's messages in parallel (see `lanes.rs`); 0 = one per
-    /// core, and never more than the shards. 1 applies on the calling thread only.
+    /// Threads applying a batch's messages in parallel (see `lanes.rs`); 0 = one per two
+    /// cores (the other half parses requests and serves readers), never more than the
+    /// shards. 1 applies on the calling thread only.
     pub apply_lanes: usize,
     /// Traits whose values identify a profile (e.g. `email`).
     pub identity_traits: Vec<String>,
