@@ -46,20 +46,9 @@ fn env_number(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
-/// CPU time of this process so far (user + system), in ms (clock ticks of 10 ms).
+/// CPU time of this process so far (user + system), in ms; 0 where unknown.
 fn process_cpu_ms() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0;
-    };
-    let Some(rest) = stat.rsplit(')').next() else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
-        .sum();
-    ticks * 10
+    segd::http::metrics::process::cpu_time_ms().unwrap_or(0)
 }
 
 struct Timing {

@@ -92,23 +92,9 @@ fn time_it(repetitions: usize, mut work: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
-/// CPU time used by this process so far (user + system), in ms; 0 where unknown. On a
-/// shared machine, profiles per CPU-second says more than wall time.
+/// CPU time of this process so far (user + system), in ms; 0 where unknown.
 fn process_cpu_ms() -> u64 {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return 0;
-    };
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let Some(rest) = stat.rsplit(')').next() else {
-        return 0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&index| fields.get(index)?.parse::<u64>().ok())
-        .sum();
-    // Linux reports in clock ticks of 1/100 s on every common configuration.
-    ticks * 10
+    segd::http::metrics::process::cpu_time_ms().unwrap_or(0)
 }
 
 /// Answer and timing of the ad-hoc five-condition count.

@@ -15,7 +15,7 @@ use crate::persist::wal::WalStatus;
 pub use crate::telemetry::{Histogram, LATENCY_BUCKETS_US};
 
 mod operations;
-mod process;
+pub mod process;
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
