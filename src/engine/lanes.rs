@@ -123,10 +123,16 @@ impl Engine {
         let steps = prepared.steps;
         let mut outcome = BatchOutcome::default();
         let mut run = Run::default();
+        // One lane, or too few messages to split: no routing work at all.
+        let routed = self.apply_lanes() > 1 && steps.len() >= MIN_PARALLEL_RUN;
         for (index, (message, step)) in messages.iter().zip(&steps).enumerate() {
             match step {
                 Step::Suppressed => outcome.suppressed += 1,
                 Step::Duplicate => outcome.duplicates += 1,
+                _ if !routed => {
+                    let changes = self.apply_step(message, step)?;
+                    self.finish_message(message, changes, &mut outcome);
+                }
                 _ => match self.route(index, message, step, &mut run) {
                     Some(shard) => run.messages.push((index, shard)),
                     None => {
@@ -245,14 +251,15 @@ impl Engine {
                 .any(|(name, _, _)| self.options.identity_traits.contains(name))
         });
         if let Target::Existing(profile) = target {
-            let schema = self.schema.read();
+            // Schema before shard (the lock order); only identity traits need it.
+            let schema = assigns_identity.then(|| self.schema.read());
             let shard = self.shards[profile.shard.0 as usize].read();
             if !shard.is_live(profile.local) {
                 return None;
             }
             // An identity trait changing value drops the old key: another message of
             // the run may be counting on it.
-            if assigns_identity && !run.identity_assigned.contains(&target) {
+            if let Some(schema) = schema.filter(|_| !run.identity_assigned.contains(&target)) {
                 let moves_key = self.options.identity_traits.iter().any(|name| {
                     schema
                         .lookup(name)

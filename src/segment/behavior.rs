@@ -15,7 +15,7 @@
 //!   one of another kind makes the comparison false, as for traits.
 
 use crate::events::names::NameId;
-use crate::events::{EventNameId, EventStore, EventView, PropertyValue};
+use crate::events::{EventNameId, EventStore, EventView, Lifetime, PropertyValue};
 use crate::ids::LocalId;
 use crate::segment::ast::{AggregateFunction, CountOp, Literal, Performed, TextOp};
 use crate::segment::compile::{EventCondition, EventWindow, PropertyFilter};
@@ -197,10 +197,7 @@ fn evaluate(
             ..
         } => match events.lifetime(local.0, name) {
             Some(lifetime) => {
-                let time = match which {
-                    Performed::First => lifetime.first_ms,
-                    Performed::Last => lifetime.last_ms,
-                };
+                let time = performed_at(lifetime, *which);
                 let (low, high) = recency_range(*recency, *span_ms, now_ms);
                 low <= time && time <= high
             }
@@ -454,10 +451,7 @@ pub fn next_change_after(
             ..
         } => {
             let lifetime = events.lifetime(local.0, name)?;
-            let time = match which {
-                Performed::First => lifetime.first_ms,
-                Performed::Last => lifetime.last_ms,
-            };
+            let time = performed_at(lifetime, *which);
             recency_edges(*recency, *span_ms, time)
                 .into_iter()
                 .flatten()
@@ -605,10 +599,7 @@ impl EventPass {
                             span_ms,
                             ..
                         } => lifetime.is_some_and(|lifetime| {
-                            let time = match which {
-                                Performed::First => lifetime.first_ms,
-                                Performed::Last => lifetime.last_ms,
-                            };
+                            let time = performed_at(lifetime, *which);
                             let (low, high) = recency_range(*recency, *span_ms, now_ms);
                             low <= time && time <= high
                         }),
@@ -639,10 +630,7 @@ impl EventPass {
                         span_ms,
                         ..
                     } => lifetime.and_then(|lifetime| {
-                        let time = match which {
-                            Performed::First => lifetime.first_ms,
-                            Performed::Last => lifetime.last_ms,
-                        };
+                        let time = performed_at(lifetime, *which);
                         recency_edges(*recency, *span_ms, time)
                             .into_iter()
                             .flatten()
@@ -703,4 +691,12 @@ pub(crate) fn reads_event(
     name: EventNameId,
 ) -> bool {
     resolve(condition, events) == Some(name)
+}
+
+/// When a profile first or last performed an event, from its lifetime aggregate.
+fn performed_at(lifetime: Lifetime, which: Performed) -> i64 {
+    match which {
+        Performed::First => lifetime.first_ms,
+        Performed::Last => lifetime.last_ms,
+    }
 }
