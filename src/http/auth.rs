@@ -91,15 +91,16 @@ fn matches(keys: &Keys, presented: &str) -> [bool; 3] {
     found.map(bool::from)
 }
 
-/// A key as presented in the `Authorization` header.
-enum Presented {
+/// A key as presented in the `Authorization` header (a Bearer key borrowed from the
+/// header: reads check it on every request).
+enum Presented<'a> {
     None,
     Basic(String),
-    Bearer(String),
+    Bearer(&'a str),
     Malformed,
 }
 
-fn presented(headers: &HeaderMap) -> Presented {
+fn presented(headers: &HeaderMap) -> Presented<'_> {
     let Some(value) = headers.get(header::AUTHORIZATION) else {
         return Presented::None;
     };
@@ -110,7 +111,7 @@ fn presented(headers: &HeaderMap) -> Presented {
     let (scheme, rest) = value.split_once(' ').unwrap_or((value, ""));
     let rest = rest.trim();
     if scheme.eq_ignore_ascii_case("bearer") {
-        return Presented::Bearer(rest.to_string());
+        return Presented::Bearer(rest);
     }
     if scheme.eq_ignore_ascii_case("basic") {
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(rest) else {
@@ -264,6 +265,7 @@ impl Keys {
         if self.is_open(scope) {
             return Ok(());
         }
+        let basic;
         let (key, how) = match presented(headers) {
             Presented::None => {
                 return Err(unauthorized(match scope {
@@ -276,10 +278,13 @@ impl Keys {
                     "malformed Authorization header: use `Basic <base64(writeKey:)>` or `Bearer <key>`",
                 ))
             }
-            Presented::Basic(key) => (key, Scope::Write),
+            Presented::Basic(key) => {
+                basic = key;
+                (basic.as_str(), Scope::Write)
+            }
             Presented::Bearer(key) => (key, Scope::Read),
         };
-        let Some(found) = self.scope_of(&key) else {
+        let Some(found) = self.scope_of(key) else {
             return Err(unauthorized("unknown key"));
         };
         let allowed = match scope {

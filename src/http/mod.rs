@@ -14,6 +14,7 @@ pub mod console;
 pub mod error;
 pub mod ingest;
 pub mod membership;
+pub mod membership_text;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
