@@ -149,14 +149,7 @@ impl Engine {
             identities += shard
                 .identities
                 .iter()
-                .map(|identity| {
-                    40 + identity.user_id.as_ref().map_or(0, |id| id.len())
-                        + identity
-                            .anonymous_ids
-                            .iter()
-                            .map(|id| id.len() + 16)
-                            .sum::<usize>()
-                })
+                .map(|identity| 16 + identity.allocated_bytes())
                 .sum::<usize>();
             members += shard
                 .members
@@ -239,12 +232,8 @@ impl Engine {
         let (events, recent_events) = self.event_card(&shard, profile.local, recent);
         Ok(ProfileCard {
             id: identity.external_id(),
-            user_id: identity.user_id.as_ref().map(|id| id.to_string()),
-            anonymous_ids: identity
-                .anonymous_ids
-                .iter()
-                .map(|id| id.to_string())
-                .collect(),
+            user_id: identity.user_id().map(str::to_string),
+            anonymous_ids: identity.anonymous_ids().map(str::to_string).collect(),
             traits,
             segments,
             events,
