@@ -184,7 +184,16 @@ impl Engine {
         report
     }
 
-    /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
+    /// Event-store bytes by structure, summed over shards.
+    pub fn event_memory_breakdown(&self) -> crate::events::EventMemory {
+        self.map_shards(|shard| shard.events.memory_breakdown())
+            .iter()
+            .fold(crate::events::EventMemory::default(), |mut total, shard| {
+                total.add(shard);
+                total
+            })
+    }
+
     /// Events stored within retention and the bytes the event stores use (records,
     /// property arenas, lifetime aggregates, per-name bitmaps, name tables).
     pub fn event_memory(&self) -> (u64, usize) {
@@ -195,6 +204,7 @@ impl Engine {
             })
     }
 
+    /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
     pub fn memory_bytes(&self) -> usize {
         let shards: usize = self
             .shards
