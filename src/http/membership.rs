@@ -66,6 +66,11 @@ pub async fn segments_of(
     PathParams(profile): PathParams<String>,
 ) -> ApiResult<Json<SegmentsOf>> {
     let engine = &state.engine;
+    if let Some(cluster) = &state.cluster {
+        let ids = crate::cluster::fanout::segments_of(cluster, &profile).await?;
+        let segments = engine.segment_entries(&ids);
+        return Ok(Json(SegmentsOf { profile, segments }));
+    }
     let Some(reference) = engine.resolve(&profile) else {
         return Err(ApiError::not_found(
             "profile_not_found",
@@ -100,7 +105,10 @@ pub async fn is_member(
     PathParams((segment, profile)): PathParams<(String, String)>,
 ) -> ApiResult<Json<Membership>> {
     let id = resolve_segment(&state.engine, &segment)?;
-    let member = state.engine.is_member(id, &profile)?;
+    let member = match &state.cluster {
+        Some(cluster) => crate::cluster::fanout::is_member(cluster, id, &profile).await?,
+        None => state.engine.is_member(id, &profile)?,
+    };
     Ok(Json(Membership {
         segment_id: id,
         profile,
