@@ -128,6 +128,8 @@ pub struct ServeArgs {
     /// built-in Mozilla roots).
     #[arg(long, env = "SEGD_WEBHOOK_CA_FILE")]
     pub webhook_ca_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: crate::cluster::config::ClusterArgs,
 }
 
 /// A string or a list of strings in TOML (`write_key = "k"` or `write_key = ["a", "b"]`).
@@ -238,6 +240,8 @@ pub struct ServeConfig {
     pub allowed_hosts: Vec<String>,
     pub webhook_allow_private: bool,
     pub webhook_ca_file: Option<PathBuf>,
+    /// Cluster mode (`--cluster`), else a single node.
+    pub cluster: Option<crate::cluster::config::ClusterSettings>,
 }
 
 #[derive(Debug, Error)]
@@ -450,7 +454,10 @@ impl ServeConfig {
             2 * limits.max_body_bytes,
             usize::MAX >> 4,
         )?;
+        let cluster = crate::cluster::config::resolve(&args.cluster, &identity_traits)
+            .map_err(|(setting, message)| ConfigError::Invalid { setting, message })?;
         Ok(ServeConfig {
+            cluster,
             listen,
             data_dir: args
                 .data_dir

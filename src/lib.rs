@@ -4,6 +4,7 @@
 pub mod bulk;
 pub mod changes;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod demo;
 pub mod engine;

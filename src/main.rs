@@ -48,9 +48,25 @@ enum Command {
     /// bar; the result is snapshotted so it survives restarts. Run it while no server
     /// uses the directory.
     Import(ImportArgs),
+    /// Cluster operations (`segd cluster status --cluster nats://...`).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
     /// Print the HTTP API's OpenAPI 3.1 document (the same as `GET /openapi.json`), e.g.
     /// to generate a client: `segd openapi > openapi.json`.
     Openapi,
+}
+
+#[derive(Subcommand, Debug)]
+enum ClusterCommand {
+    /// Live nodes, each partition's owner and how far it has applied its partition.
+    Status {
+        /// NATS servers of the cluster (comma-separated `nats://host:port`).
+        #[arg(long, env = "SEGD_CLUSTER", value_delimiter = ',', required = true)]
+        cluster: Vec<String>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -103,6 +119,9 @@ fn main() -> ExitCode {
         Command::Eval(args) => eval(args),
         Command::Inspect(args) => inspect(args),
         Command::Import(args) => import(args),
+        Command::Cluster(ClusterCommand::Status { cluster, json }) => {
+            cli::cluster::status(&cluster, json)
+        }
         Command::Openapi => {
             let document = segd::http::openapi::document();
             match serde_json::to_string_pretty(&document) {
@@ -405,6 +424,10 @@ const TICK_INTERVAL_MS: u64 = 250;
 
 async fn run(config: ServeConfig) -> ExitCode {
     warn_open_scopes(&config);
+    if let Some(settings) = config.cluster.clone() {
+        // No data directory: the JetStream stream is the write-ahead log.
+        return cli::cluster::serve(config, settings).await;
+    }
     // One process per data directory; held until this function returns.
     let _lock = match segd::persist::files::DataDirLock::acquire(&config.data_dir) {
         Ok(lock) => lock,

@@ -23,8 +23,9 @@
 //! - Without a database (in-memory engine, tests) mutations are applied and answered
 //!   by the applier alone.
 //!
-//! The queue between handlers and the applier is the partition boundary a cluster
-//! mode will replace with a replicated log per partition.
+//! In cluster mode (`crate::cluster`) this queue is replaced by the JetStream stream:
+//! `ServiceState::write` publishes instead, and each owned partition's engine applies
+//! its subject in stream order.
 
 use crate::engine::{Applied, Engine, EngineError, Mutation};
 use crate::persist::{Database, DatabaseError};

@@ -86,27 +86,32 @@ impl Engine {
             let mut held = held.borrow_mut();
             self.segments_of_profile(reference, &mut held);
             held.sort_unstable();
-            out.push(b'[');
-            let registry = self.registry.read();
-            let mut first = true;
-            for id in held.iter() {
-                // Ids no longer defined (deleted meanwhile) are skipped.
-                let Some(definition) = registry.get(*id) else {
-                    continue;
-                };
-                if !first {
-                    out.push(b',');
-                }
-                first = false;
-                out.extend_from_slice(b"{\"id\":");
-                write_number(out, u64::from(id.0));
-                out.extend_from_slice(b",\"name\":");
-                write_json_string(out, &definition.name);
-                out.push(b'}');
-            }
-            out.push(b']');
+            self.write_segment_list_json(&held, out);
         });
         true
+    }
+
+    /// Writes `[{"id":…,"name":…},…]` for `ids` in their order under one registry read;
+    /// ids no longer defined (deleted meanwhile) are skipped.
+    pub fn write_segment_list_json(&self, ids: &[SegmentId], out: &mut Vec<u8>) {
+        out.push(b'[');
+        let registry = self.registry.read();
+        let mut first = true;
+        for id in ids {
+            let Some(definition) = registry.get(*id) else {
+                continue;
+            };
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(b"{\"id\":");
+            write_number(out, u64::from(id.0));
+            out.extend_from_slice(b",\"name\":");
+            write_json_string(out, &definition.name);
+            out.push(b'}');
+        }
+        out.push(b']');
     }
 }
 

@@ -112,6 +112,13 @@ pub async fn segments_of(
     out.extend_from_slice(b"{\"profile\":");
     write_json_string(&mut out, profile);
     out.extend_from_slice(b",\"segments\":");
+    if let Some(cluster) = &state.cluster {
+        let mut ids = crate::cluster::fanout::segments_of(cluster, profile).await?;
+        ids.sort_unstable();
+        state.engine.write_segment_list_json(&ids, &mut out);
+        out.push(b'}');
+        return Ok(json_response(out));
+    }
     if !state.engine.write_segments_of_json(profile, &mut out) {
         return Err(ApiError::not_found(
             "profile_not_found",
@@ -140,10 +147,19 @@ pub async fn is_member(
         values.next().unwrap_or_default(),
         values.next().unwrap_or_default(),
     );
-    let (id, member) = state
-        .engine
-        .lookup_member(segment, profile)
-        .ok_or_else(|| segment_not_found(segment))?;
+    let (id, member) = match &state.cluster {
+        Some(cluster) => {
+            let id = crate::http::segments::resolve_segment(&state.engine, segment)?;
+            (
+                id,
+                crate::cluster::fanout::is_member(cluster, id, profile).await?,
+            )
+        }
+        None => state
+            .engine
+            .lookup_member(segment, profile)
+            .ok_or_else(|| segment_not_found(segment))?,
+    };
     let mut out = Vec::with_capacity(64 + 2 * profile.len());
     write_membership(&mut out, id, profile, member);
     Ok(json_response(out))

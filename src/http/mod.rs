@@ -101,6 +101,8 @@ pub struct ServiceOptions {
     pub apply_hook: Option<crate::write::ApplyHook>,
     /// Console session limits.
     pub console: console::ConsoleOptions,
+    /// Cluster mode: writes go to JetStream, reads fan out to partition owners.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 /// State shared by every handler.
@@ -122,6 +124,8 @@ pub struct ServiceState {
     /// Bytes of request bodies held at once (see [`Limits::max_body_bytes_in_flight`]).
     pub body_budget: body::BodyBudget,
     pub metrics_extra: Arc<server::ConnectionMetrics>,
+    /// Cluster mode (see `crate::cluster`); `engine` is then the node's catalog.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
 }
 
 pub type AppState = Arc<ServiceState>;
@@ -167,6 +171,7 @@ impl ServiceState {
             console: console::Console::new(options.console),
             ready: AtomicBool::new(true),
             shutdown,
+            cluster: options.cluster,
         })
     }
 
@@ -225,6 +230,9 @@ impl ServiceState {
     /// with 503 `storage_unavailable`) and waits for the acknowledgement without
     /// blocking this async worker.
     pub async fn write(&self, mutation: Mutation) -> Result<Applied, ApiError> {
+        if let Some(cluster) = &self.cluster {
+            return crate::cluster::write(cluster, mutation).await;
+        }
         Ok(self.writes.submit(mutation).await?)
     }
 }
@@ -588,7 +596,15 @@ fn panic_response(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
 pub fn router(state: AppState) -> Router {
     let mut router: Router<AppState> = Router::new();
     for route in route_table() {
-        let handler = route.handler.route_layer(middleware::from_fn_with_state(
+        let handler = match &state.cluster {
+            Some(_) if !crate::cluster::http::supported(&route.method, route.path) => {
+                let filter = axum::routing::MethodFilter::try_from(route.method.clone())
+                    .unwrap_or(axum::routing::MethodFilter::GET);
+                axum::routing::on(filter, crate::cluster::http::unsupported)
+            }
+            _ => route.handler,
+        };
+        let handler = handler.route_layer(middleware::from_fn_with_state(
             (state.clone(), route.scope),
             check_scope,
         ));

@@ -148,9 +148,12 @@ pub async fn create(
         rule: rule.map(RuleInput::into_rule).transpose()?,
         emit_initial: body.emit_initial,
     };
-    let Applied::Segment(summary) = state.write(mutation).await? else {
+    let Applied::Segment(mut summary) = state.write(mutation).await? else {
         return Err(ApiError::internal());
     };
+    if let Some(cluster) = &state.cluster {
+        summary.count = crate::cluster::fanout::count(cluster, summary.id).await?;
+    }
     Ok((StatusCode::CREATED, Json(summary)).into_response())
 }
 
@@ -167,7 +170,12 @@ pub struct SegmentList {
         (status = "default", description = "Error", body = ErrorBody),
     ))]
 pub async fn list(State(state): State<AppState>) -> ApiResult<Json<SegmentList>> {
-    let segments = blocking(&state, |engine| engine.list_segments()).await?;
+    let mut segments = blocking(&state, |engine| engine.list_segments()).await?;
+    if let Some(cluster) = &state.cluster {
+        for summary in &mut segments {
+            summary.count = crate::cluster::fanout::count(cluster, summary.id).await?;
+        }
+    }
     Ok(Json(SegmentList { segments }))
 }
 
@@ -183,7 +191,11 @@ pub async fn get_one(
     PathParams(id): PathParams<String>,
 ) -> ApiResult<Json<SegmentSummary>> {
     let id = resolve_segment(&state.engine, &id)?;
-    Ok(Json(state.engine.segment_summary(id)?))
+    let mut summary = state.engine.segment_summary(id)?;
+    if let Some(cluster) = &state.cluster {
+        summary.count = crate::cluster::fanout::count(cluster, id).await?;
+    }
+    Ok(Json(summary))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
