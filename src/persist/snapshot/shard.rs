@@ -691,5 +691,5 @@ fn decode_column(bytes: &[u8], profiles: usize) -> Result<Column, FormatError> {
     if !input.is_empty() {
         return Err(damaged("trailing bytes after the column"));
     }
-    Ok(Column { present, data })
+    Ok(Column::from_parts(present, data))
 }

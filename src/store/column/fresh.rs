@@ -65,6 +65,7 @@ impl Column {
                     }
                 }
                 index.extend_fresh(&keys);
+                add_sorted(&mut self.range.dirty, &ids);
                 if let Some(map) = by_value {
                     let mut grouped: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
                     for (id, number) in &keys {
@@ -94,6 +95,7 @@ impl Column {
                     }
                 }
                 index.extend_fresh(&keys);
+                add_sorted(&mut self.range.dirty, &ids);
             }
             ColumnData::Float { values, index } => {
                 grow(values, last, 0.0);
@@ -105,6 +107,7 @@ impl Column {
                     }
                 }
                 index.extend_fresh(&keys);
+                add_sorted(&mut self.range.dirty, &ids);
             }
             ColumnData::Boolean { trues } => {
                 let true_ids: Vec<u32> = entries

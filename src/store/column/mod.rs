@@ -4,9 +4,9 @@
 //! |---|---|---|
 //! | string (few distinct values) | `u32` dictionary code per profile | bitmap per code |
 //! | string (many distinct values) | bytes in an arena + 8-byte (offset, length) per profile | none: scanned |
-//! | integer | `i64` per profile | bit-sliced index on the exact value |
-//! | timestamp | `i64` epoch ms per profile | bit-sliced index on the minute |
-//! | float | `f64` per profile | bit-sliced index on `floor(value)` |
+//! | integer | `i64` per profile | sorted range index; bit-sliced index on the exact value |
+//! | timestamp | `i64` epoch ms per profile | sorted range index; bit-sliced index on the minute |
+//! | float | `f64` per profile | sorted range index; bit-sliced index on `floor(value)` |
 //! | boolean | bitmap of `true` | the bitmap itself |
 //! | list of strings | bitmap per item (no per-profile copy) | the bitmaps |
 //!
@@ -16,18 +16,25 @@
 //! than the string. Bucketed indexes (float, timestamp) answer a comparison exactly by
 //! taking the buckets strictly inside the range from the index and checking only the
 //! boundary bucket against exact values.
+//! Numeric ranges answer first from the sorted range index (`range`), a copy rebuilt
+//! off the write path whose changed ids are checked exactly; the bit-sliced index (kept
+//! current by every write) answers `!=`, value lists and ranges while the sorted copy
+//! is missing or too stale.
 //!
 //! Files: `mod` (the column kinds, writes, per-profile reads), `fresh` (bulk writes for
 //! profiles new to the column), `strings` (dictionary and arena forms, string tests),
-//! `numbers` (exact integer/float ordering, range tests through the indexes).
+//! `numbers` (exact integer/float ordering, range tests through the indexes), `range`
+//! (the sorted range index: dirty ids, off-lock builds).
 
 mod fresh;
 mod numbers;
+mod range;
 mod strings;
 #[cfg(test)]
 mod tests;
 
 pub use numbers::{compare_numbers, ordering_satisfies, Number};
+pub use range::{BuiltRange, Interval, RangeBuild, RangeState, REBUILD_DIRTY_RATIO};
 pub use strings::{text_matches, ArenaStrings, DictionaryStrings, PassThroughHasher};
 
 use crate::index::bsi::BitSlicedIndex;
@@ -80,6 +87,8 @@ pub enum ColumnData {
 pub struct Column {
     pub present: RoaringBitmap,
     pub data: ColumnData,
+    /// Sorted range index of numeric columns (empty for the others).
+    pub(crate) range: RangeState,
 }
 
 /// Extends a dense column to hold `id`, in steps of at most 64Ki slots so capacity
@@ -125,6 +134,17 @@ impl Column {
         Column {
             present: RoaringBitmap::new(),
             data,
+            range: RangeState::default(),
+        }
+    }
+
+    /// A column from decoded parts (snapshot load). Its range index is not stored: it
+    /// is built by the next `Engine::maintain_range_indexes` (run after recovery).
+    pub fn from_parts(present: RoaringBitmap, data: ColumnData) -> Column {
+        Column {
+            present,
+            data,
+            range: RangeState::default(),
         }
     }
 
@@ -153,6 +173,10 @@ impl Column {
             self.data = ColumnData::Float {
                 values: floats,
                 index,
+            };
+            self.range = RangeState {
+                generation: self.range.generation + 1,
+                ..RangeState::default()
             };
         }
     }
@@ -207,6 +231,7 @@ impl Column {
                 let previous = was_present.then(|| values[id as usize]);
                 index.set(id, previous, *number);
                 values[id as usize] = *number;
+                self.range.dirty.insert(id);
                 if let Some(map) = by_value {
                     if let Some(previous) = previous {
                         remove_from_value(map, previous, id);
@@ -223,12 +248,14 @@ impl Column {
                     was_present.then(|| values[id as usize].div_euclid(TIMESTAMP_BUCKET_MS));
                 index.set(id, previous, millis.div_euclid(TIMESTAMP_BUCKET_MS));
                 values[id as usize] = *millis;
+                self.range.dirty.insert(id);
             }
             (ColumnData::Float { values, index }, TraitValue::Float(number)) => {
                 grow(values, id, 0.0);
                 let previous = was_present.then(|| float_key(values[id as usize]));
                 index.set(id, previous, float_key(*number));
                 values[id as usize] = *number;
+                self.range.dirty.insert(id);
             }
             (ColumnData::Boolean { trues }, TraitValue::Boolean(flag)) => {
                 if *flag {
@@ -300,14 +327,17 @@ impl Column {
                     remove_from_value(map, values[id as usize], id);
                 }
                 values[id as usize] = 0;
+                self.range.dirty.insert(id);
             }
             ColumnData::Timestamp { values, index } => {
                 index.remove(id, values[id as usize].div_euclid(TIMESTAMP_BUCKET_MS));
                 values[id as usize] = 0;
+                self.range.dirty.insert(id);
             }
             ColumnData::Float { values, index } => {
                 index.remove(id, float_key(values[id as usize]));
                 values[id as usize] = 0.0;
+                self.range.dirty.insert(id);
             }
             ColumnData::Boolean { trues } => {
                 trues.remove(id);
@@ -516,7 +546,7 @@ impl Column {
 
     /// Approximate heap bytes.
     pub fn memory_bytes(&self) -> usize {
-        let present = self.present.serialized_size();
+        let present = self.present.serialized_size() + self.range_memory_bytes();
         present
             + match &self.data {
                 ColumnData::Dictionary(dictionary) => {

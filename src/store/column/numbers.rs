@@ -1,6 +1,7 @@
 //! Numeric and timestamp columns: exact integer/float ordering and the range tests
 //! (`>`, `>=`, `<`, `<=`, `=`, `!=`, `between`) answered through the column's indexes.
 
+use super::range::Interval;
 use super::{Column, ColumnData};
 use crate::index::bsi::{BitSlicedIndex, KeyComparison};
 use crate::segment::ast::CompareOp;
@@ -65,6 +66,44 @@ pub(super) fn float_key(value: f64) -> i64 {
 }
 
 impl Column {
+    /// Whether `universe` leaves few enough candidates that checking their exact values
+    /// one by one beats any index.
+    pub fn few_candidates(&self, universe: &RoaringBitmap) -> bool {
+        universe.intersection_len(&self.present) * SCAN_RATIO < self.present.len()
+    }
+
+    /// Profiles of `universe` with a value in `interval`, from the sorted range index
+    /// when it is usable and the candidates are not few; `None` otherwise (the caller's
+    /// other paths answer).
+    pub fn indexed_interval(
+        &self,
+        interval: &Interval,
+        universe: &RoaringBitmap,
+    ) -> Option<RoaringBitmap> {
+        if self.range.index.is_none() || self.few_candidates(universe) {
+            return None;
+        }
+        self.interval_from_index(interval, universe)
+    }
+
+    /// Timestamps in `[low_ms, high_ms]`.
+    pub fn between_timestamps(
+        &self,
+        low_ms: i64,
+        high_ms: i64,
+        universe: &RoaringBitmap,
+    ) -> RoaringBitmap {
+        if low_ms > high_ms {
+            return RoaringBitmap::new();
+        }
+        let interval = Interval::between(Number::Integer(low_ms), Number::Integer(high_ms));
+        if let Some(found) = self.indexed_interval(&interval, universe) {
+            return found;
+        }
+        let at_least = self.compare_timestamp(CompareOp::GreaterOrEqual, low_ms, universe);
+        self.compare_timestamp(CompareOp::LessOrEqual, high_ms, &at_least)
+    }
+
     /// Candidates few enough that checking their exact values one by one beats the
     /// bit-sliced index (whose cost is depth × containers touched, whatever the count).
     fn scan_candidates(&self, universe: &RoaringBitmap) -> Option<RoaringBitmap> {
@@ -79,6 +118,11 @@ impl Column {
         literal: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let Some(found) = Interval::compare(op, literal)
+            .and_then(|interval| self.indexed_interval(&interval, universe))
+        {
+            return found;
+        }
         if let ColumnData::Integer {
             by_value: Some(map),
             ..
@@ -149,6 +193,9 @@ impl Column {
         high: Number,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let Some(found) = self.indexed_interval(&Interval::between(low, high), universe) {
+            return found;
+        }
         if let ColumnData::Integer {
             by_value: Some(map),
             ..
@@ -186,6 +233,11 @@ impl Column {
         millis: i64,
         universe: &RoaringBitmap,
     ) -> RoaringBitmap {
+        if let Some(found) = Interval::compare(op, Number::Integer(millis))
+            .and_then(|interval| self.indexed_interval(&interval, universe))
+        {
+            return found;
+        }
         if let Some(candidates) = self.scan_candidates(universe) {
             return match &self.data {
                 ColumnData::Timestamp { values, .. } => filter_ids(&candidates, |id| {

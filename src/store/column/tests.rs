@@ -158,3 +158,168 @@ fn list_updates_replace_the_whole_set() {
     column.clear(1);
     assert!(!column.list_contains(1, "c"));
 }
+
+/// splitmix64: seeded values for the range-index tests.
+fn next(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut mixed = *state;
+    mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    mixed ^ (mixed >> 31)
+}
+
+fn random_value(trait_type: TraitType, state: &mut u64) -> TraitValue {
+    let pick = next(state);
+    match trait_type {
+        TraitType::Float => TraitValue::Float(match pick % 7 {
+            0 => 300.0,
+            1 => -0.0,
+            2 => 1e300,
+            3 => -1e300,
+            _ => (pick % 4_000) as f64 / 4.0 - 500.0,
+        }),
+        TraitType::Timestamp => TraitValue::Timestamp(match pick % 6 {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            _ => 1_750_000_000_000 + (pick % 10_000) as i64 - 5_000,
+        }),
+        _ => TraitValue::Integer(match pick % 6 {
+            0 => i64::MIN,
+            1 => i64::MAX,
+            2 => 0,
+            _ => (pick % 600) as i64 - 300,
+        }),
+    }
+}
+
+/// Intervals around the interesting values: extremes, fractions, exact ms.
+fn random_interval(state: &mut u64) -> Interval {
+    let literal = |state: &mut u64| {
+        let pick = next(state);
+        match pick % 9 {
+            0 => Number::Integer(i64::MIN),
+            1 => Number::Integer(i64::MAX),
+            2 => Number::Float(300.0),
+            3 => Number::Float(-0.25),
+            4 => Number::Float(9.3e18),
+            5 => Number::Integer(1_750_000_000_000 + (pick % 10_000) as i64 - 5_000),
+            6 => Number::Float((pick % 4_000) as f64 / 4.0 - 500.0),
+            _ => Number::Integer((pick % 600) as i64 - 300),
+        }
+    };
+    let bound = |state: &mut u64| match next(state) % 3 {
+        0 => None,
+        inclusive => Some((literal(state), inclusive == 1)),
+    };
+    Interval {
+        low: bound(state),
+        high: bound(state),
+    }
+}
+
+/// The range index answers exactly like the values: after a build, with values changed
+/// since (the dirty ids), with values changed *while* a build sorted (the swap keeps
+/// them dirty), after a rebuild, and through the count path; for integers, floats and
+/// timestamps with extremes, -0.0 and ms boundaries.
+#[test]
+fn range_index_agrees_with_the_values_through_changes_and_builds() {
+    let mut state = 7;
+    for trait_type in [TraitType::Integer, TraitType::Float, TraitType::Timestamp] {
+        let size = 5_000u32;
+        let mut column = Column::new(trait_type);
+        for id in 0..size {
+            if !next(&mut state).is_multiple_of(10) {
+                column.set(id, &random_value(trait_type, &mut state));
+            }
+        }
+        let check = |column: &Column, state: &mut u64, round: &str| {
+            assert!(column.range_index_usable(), "{round}: index usable");
+            let everyone: RoaringBitmap = (0..size + 10).collect();
+            let narrow: RoaringBitmap = (0..size).filter(|id| id % 3 != 1).collect();
+            for _ in 0..60 {
+                let interval = random_interval(state);
+                for universe in [&everyone, &narrow] {
+                    let expected: RoaringBitmap = universe
+                        .iter()
+                        .filter(|id| match column.get(*id) {
+                            Some(TraitValue::Integer(v) | TraitValue::Timestamp(v)) => {
+                                interval.contains(Number::Integer(v))
+                            }
+                            Some(TraitValue::Float(v)) => interval.contains(Number::Float(v)),
+                            _ => false,
+                        })
+                        .collect();
+                    let found = column.interval_from_index(&interval, universe).unwrap();
+                    assert_eq!(found, expected, "{round} {trait_type:?} {interval:?}");
+                    let (count, sample) = column
+                        .interval_count_sample(&interval, universe, 10)
+                        .unwrap();
+                    assert_eq!(count, expected.len(), "{round} count {interval:?}");
+                    let first: Vec<u32> = expected.iter().take(10).collect();
+                    assert_eq!(sample, first, "{round} sample {interval:?}");
+                }
+            }
+        };
+        let built = column.range_build_input().unwrap().build();
+        assert!(column.install_range(built));
+        assert_eq!(column.range_status(), (true, 0));
+        check(&column, &mut state, "fresh build");
+        // Changes after the build: answered through the dirty ids.
+        for _ in 0..300 {
+            let id = (next(&mut state) % u64::from(size)) as u32;
+            if next(&mut state).is_multiple_of(4) {
+                column.clear(id);
+            } else {
+                column.set(id, &random_value(trait_type, &mut state));
+            }
+        }
+        assert!(column.range_status().1 > 0);
+        check(&column, &mut state, "dirty");
+        // Changes while a build sorts: copied before, installed after.
+        let input = column.range_build_input().unwrap();
+        for _ in 0..200 {
+            let id = (next(&mut state) % u64::from(size)) as u32;
+            column.set(id, &random_value(trait_type, &mut state));
+        }
+        assert!(column.install_range(input.build()));
+        check(&column, &mut state, "changed during build");
+        // A clean rebuild leaves nothing dirty.
+        let built = column.range_build_input().unwrap().build();
+        assert!(column.install_range(built));
+        assert_eq!(column.range_status(), (true, 0));
+        check(&column, &mut state, "rebuilt");
+        // The ordinary entry points answer from the index too.
+        let universe: RoaringBitmap = (0..size).collect();
+        if trait_type != TraitType::Timestamp {
+            let got = column.compare_number(CompareOp::Greater, Number::Integer(3), &universe);
+            let expected: RoaringBitmap = universe
+                .iter()
+                .filter(|id| {
+                    column
+                        .get_number(*id)
+                        .is_some_and(|n| compare_numbers(n, Number::Integer(3)).is_gt())
+                })
+                .collect();
+            assert_eq!(got, expected);
+        }
+    }
+}
+
+#[test]
+fn widening_drops_the_integer_range_index_and_builds_in_flight() {
+    let mut column = Column::new(TraitType::Integer);
+    column.set(1, &TraitValue::Integer(10));
+    let input = column.range_build_input().unwrap();
+    column.widen_to_float();
+    assert!(
+        !column.install_range(input.build()),
+        "a pre-widening build is dropped"
+    );
+    assert_eq!(column.range_status(), (false, 0));
+    let built = column.range_build_input().unwrap().build();
+    assert!(column.install_range(built));
+    let universe: RoaringBitmap = (0..3).collect();
+    let interval = Interval::compare(CompareOp::GreaterOrEqual, Number::Float(9.5)).unwrap();
+    let found = column.interval_from_index(&interval, &universe).unwrap();
+    assert_eq!(found.iter().collect::<Vec<_>>(), vec![1]);
+}
