@@ -1,8 +1,9 @@
-//! segd-memory: loads N seeded demo profiles (default 1,000,000) into an engine with
-//! 100 live segments and prints bytes per profile by component, plus the process's
-//! resident memory, so the memory target in BENCHMARKS.md can be checked.
+//! segd-memory: loads N seeded demo profiles (default 1,000,000), each with E demo
+//! events (default 0), into an engine with 100 live segments and prints bytes per
+//! profile by component, bytes per stored event by structure, and the process's
+//! resident memory, so the memory targets in BENCHMARKS.md can be checked.
 //!
-//! Usage: `cargo run --release --bin segd-memory -- [profiles] [segments]`
+//! Usage: `cargo run --release --bin segd-memory -- [profiles] [segments] [events per profile]`
 
 use segd::bulk::{default_threads, load_demo};
 use segd::demo::DemoGenerator;
@@ -24,14 +25,15 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let segments: u32 = args.next().and_then(|a| a.parse().ok()).unwrap_or(100);
+    let events_per_profile: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(0);
     let before = resident_bytes().unwrap_or(0);
     let engine = Engine::new(EngineOptions::default());
     let started = Instant::now();
     if let Err(error) = load_demo(
         &engine,
-        &DemoGenerator::new(42),
+        &DemoGenerator::with_now_ms(42, engine.now_ms()),
         profiles,
-        0,
+        events_per_profile,
         default_threads(),
     ) {
         eprintln!("loading failed: {error}");
@@ -62,6 +64,23 @@ fn main() {
         "{:>9.1} B/profile  total (engine estimate)",
         total as f64 / profiles as f64
     );
+    let (stored_events, _) = engine.event_memory();
+    if stored_events > 0 {
+        let breakdown = engine.event_memory_breakdown();
+        println!("{stored_events} stored events (within retention)");
+        let mut total = 0;
+        for (name, bytes) in breakdown.rows() {
+            total += bytes;
+            println!(
+                "{:>9.1} B/event    {name}",
+                bytes as f64 / stored_events as f64
+            );
+        }
+        println!(
+            "{:>9.1} B/event    total event store (not in the profile total above)",
+            total as f64 / stored_events as f64
+        );
+    }
     if let Some(after) = resident_bytes() {
         println!(
             "{:>9.1} B/profile  resident set growth (process RSS)",

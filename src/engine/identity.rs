@@ -63,8 +63,8 @@ impl Engine {
         // first keeps the common path free of string building.
         let identity = &shard.identities[profile.local.0 as usize];
         let may_rename = !created
-            && identity.user_id.is_none()
-            && (user_id.is_some() || identity.anonymous_ids.is_empty());
+            && identity.user_id().is_none()
+            && (user_id.is_some() || !identity.has_anonymous_ids());
         let old_external_id = if may_rename {
             identity.external_id()
         } else {
@@ -76,13 +76,7 @@ impl Engine {
                 identity.add_user_id(user_id);
             }
             if let Some(anonymous_id) = anonymous_id {
-                if !identity
-                    .anonymous_ids
-                    .iter()
-                    .any(|id| &**id == anonymous_id)
-                {
-                    identity.anonymous_ids.push(anonymous_id.into());
-                }
+                identity.add_anonymous_id(anonymous_id);
             }
         }
         if may_rename {
@@ -287,16 +281,14 @@ impl Engine {
         shard.give_events(local, moved.events, now_ms);
         let target = &mut shard.identities[local.0 as usize];
         for user_id in identity
-            .user_id
-            .iter()
-            .chain(identity.other_user_ids.iter())
+            .user_id()
+            .into_iter()
+            .chain(identity.other_user_ids())
         {
             target.add_user_id(user_id);
         }
-        for anonymous in &identity.anonymous_ids {
-            if !target.anonymous_ids.contains(anonymous) {
-                target.anonymous_ids.push(anonymous.clone());
-            }
+        for anonymous in identity.anonymous_ids() {
+            target.add_anonymous_id(anonymous);
         }
     }
 
@@ -439,13 +431,7 @@ impl Engine {
             if let Some(user_id) = key.strip_prefix("u:") {
                 identity.add_user_id(user_id);
             } else if let Some(anonymous_id) = key.strip_prefix("a:") {
-                if !identity
-                    .anonymous_ids
-                    .iter()
-                    .any(|id| &**id == anonymous_id)
-                {
-                    identity.anonymous_ids.push(anonymous_id.into());
-                }
+                identity.add_anonymous_id(anonymous_id);
             } else {
                 identity.add_trait_keys(std::iter::once(key));
             }

@@ -149,14 +149,7 @@ impl Engine {
             identities += shard
                 .identities
                 .iter()
-                .map(|identity| {
-                    40 + identity.user_id.as_ref().map_or(0, |id| id.len())
-                        + identity
-                            .anonymous_ids
-                            .iter()
-                            .map(|id| id.len() + 16)
-                            .sum::<usize>()
-                })
+                .map(|identity| 16 + identity.allocated_bytes())
                 .sum::<usize>();
             members += shard
                 .members
@@ -191,7 +184,16 @@ impl Engine {
         report
     }
 
-    /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
+    /// Event-store bytes by structure, summed over shards.
+    pub fn event_memory_breakdown(&self) -> crate::events::EventMemory {
+        self.map_shards(|shard| shard.events.memory_breakdown())
+            .iter()
+            .fold(crate::events::EventMemory::default(), |mut total, shard| {
+                total.add(shard);
+                total
+            })
+    }
+
     /// Events stored within retention and the bytes the event stores use (records,
     /// property arenas, lifetime aggregates, per-name bitmaps, name tables).
     pub fn event_memory(&self) -> (u64, usize) {
@@ -202,6 +204,7 @@ impl Engine {
             })
     }
 
+    /// Approximate heap bytes of the store (columns, indexes, memberships, identities).
     pub fn memory_bytes(&self) -> usize {
         let shards: usize = self
             .shards
@@ -239,12 +242,8 @@ impl Engine {
         let (events, recent_events) = self.event_card(&shard, profile.local, recent);
         Ok(ProfileCard {
             id: identity.external_id(),
-            user_id: identity.user_id.as_ref().map(|id| id.to_string()),
-            anonymous_ids: identity
-                .anonymous_ids
-                .iter()
-                .map(|id| id.to_string())
-                .collect(),
+            user_id: identity.user_id().map(str::to_string),
+            anonymous_ids: identity.anonymous_ids().map(str::to_string).collect(),
             traits,
             segments,
             events,

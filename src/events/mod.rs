@@ -45,9 +45,61 @@ pub struct Lifetime {
 
 impl Lifetime {
     fn add(&mut self, other: Lifetime) {
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         self.first_ms = self.first_ms.min(other.first_ms);
         self.last_ms = self.last_ms.max(other.last_ms);
+    }
+}
+
+/// A profile's lifetime aggregate of one event name in 24 bytes: the name id (16 bits;
+/// a store holds at most [`MAX_EVENT_NAMES`] names) and the count (48 bits, saturating
+/// at 2^48 - 1 — 280 trillion events of one name by one profile) share one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct LifetimeEntry {
+    name_and_count: u64,
+    first_ms: i64,
+    last_ms: i64,
+}
+
+const LIFETIME_COUNT_BITS: u32 = 48;
+pub(crate) const MAX_LIFETIME_COUNT: u64 = (1 << LIFETIME_COUNT_BITS) - 1;
+
+impl LifetimeEntry {
+    pub(crate) fn new(name: EventNameId, lifetime: Lifetime) -> LifetimeEntry {
+        debug_assert!(name.0 <= u32::from(u16::MAX));
+        LifetimeEntry {
+            name_and_count: (u64::from(name.0) << LIFETIME_COUNT_BITS)
+                | lifetime.count.min(MAX_LIFETIME_COUNT),
+            first_ms: lifetime.first_ms,
+            last_ms: lifetime.last_ms,
+        }
+    }
+
+    pub(crate) fn name(&self) -> EventNameId {
+        EventNameId((self.name_and_count >> LIFETIME_COUNT_BITS) as u32)
+    }
+
+    pub(crate) fn lifetime(&self) -> Lifetime {
+        Lifetime {
+            count: self.name_and_count & MAX_LIFETIME_COUNT,
+            first_ms: self.first_ms,
+            last_ms: self.last_ms,
+        }
+    }
+
+    fn add(&mut self, added: Lifetime) {
+        let mut lifetime = self.lifetime();
+        lifetime.add(added);
+        *self = LifetimeEntry::new(self.name(), lifetime);
+    }
+}
+
+/// Grows a small per-profile vector by a quarter (at least `additional`) instead of
+/// doubling: most profiles hold a handful of events, and doubling left a third of
+/// their record and property capacity unused (segd-memory).
+fn reserve_small<T>(vector: &mut Vec<T>, additional: usize) {
+    if vector.capacity() - vector.len() < additional {
+        vector.reserve_exact(additional.max(vector.len() / 4));
     }
 }
 
@@ -60,6 +112,58 @@ pub(crate) struct StoredEvent {
     pub(crate) properties_len: u32,
 }
 
+/// Event-store bytes by structure ([`EventStore::memory_breakdown`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventMemory {
+    /// The per-profile slot table (one pointer per local id).
+    pub profile_slots: usize,
+    /// Per-profile containers (one boxed struct per profile with events).
+    pub containers: usize,
+    /// Event records in use.
+    pub records: usize,
+    /// Record capacity not in use (vector growth).
+    pub record_slack: usize,
+    /// Encoded property bytes of stored events.
+    pub property_bytes: usize,
+    /// Property capacity not in use: growth slack and bytes of expired events.
+    pub property_slack: usize,
+    /// Lifetime aggregates (per profile and event name), capacity included.
+    pub lifetime: usize,
+    /// Per-name bitmaps: who ever did it, day and count-level indexes.
+    pub name_bitmaps: usize,
+    /// Event and property name tables.
+    pub names: usize,
+}
+
+impl EventMemory {
+    pub fn add(&mut self, other: &EventMemory) {
+        self.profile_slots += other.profile_slots;
+        self.containers += other.containers;
+        self.records += other.records;
+        self.record_slack += other.record_slack;
+        self.property_bytes += other.property_bytes;
+        self.property_slack += other.property_slack;
+        self.lifetime += other.lifetime;
+        self.name_bitmaps += other.name_bitmaps;
+        self.names += other.names;
+    }
+
+    /// (label, bytes) rows in a fixed order.
+    pub fn rows(&self) -> [(&'static str, usize); 9] {
+        [
+            ("encoded properties", self.property_bytes),
+            ("property slack and expired bytes", self.property_slack),
+            ("event records (24 B each)", self.records),
+            ("record slack", self.record_slack),
+            ("per-profile containers", self.containers),
+            ("lifetime aggregates", self.lifetime),
+            ("per-name bitmaps and indexes", self.name_bitmaps),
+            ("per-profile slot table", self.profile_slots),
+            ("name tables", self.names),
+        ]
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct ProfileEvents {
     /// Sorted by (name, time); equal keys keep arrival order.
@@ -67,7 +171,7 @@ pub(crate) struct ProfileEvents {
     pub(crate) properties: Vec<u8>,
     /// Bytes of `properties` no longer referenced (expired events).
     pub(crate) garbage_bytes: usize,
-    pub(crate) lifetime: Vec<(EventNameId, Lifetime)>,
+    pub(crate) lifetime: Vec<LifetimeEntry>,
     /// Time of the oldest stored event (i64::MAX when none): expiry skips profiles
     /// with nothing old enough without scanning their events.
     pub(crate) oldest_ms: i64,
@@ -103,15 +207,25 @@ impl ProfileEvents {
     fn lifetime(&self, name: EventNameId) -> Option<Lifetime> {
         self.lifetime
             .iter()
-            .find(|(entry, _)| *entry == name)
-            .map(|(_, lifetime)| *lifetime)
+            .find(|entry| entry.name() == name)
+            .map(LifetimeEntry::lifetime)
     }
 
     fn add_lifetime(&mut self, name: EventNameId, added: Lifetime) {
-        match self.lifetime.iter_mut().find(|(entry, _)| *entry == name) {
-            Some((_, lifetime)) => lifetime.add(added),
-            None => self.lifetime.push((name, added)),
+        match self.lifetime.iter_mut().find(|entry| entry.name() == name) {
+            Some(entry) => entry.add(added),
+            None => {
+                reserve_small(&mut self.lifetime, 1);
+                self.lifetime.push(LifetimeEntry::new(name, added));
+            }
         }
+    }
+
+    /// (name, aggregate) of every event name this profile performed.
+    pub(crate) fn lifetimes(&self) -> impl Iterator<Item = (EventNameId, Lifetime)> + '_ {
+        self.lifetime
+            .iter()
+            .map(|entry| (entry.name(), entry.lifetime()))
     }
 
     fn properties_of(&self, event: &StoredEvent) -> &[u8] {
@@ -153,6 +267,7 @@ impl ProfileEvents {
         let position = self
             .events
             .partition_point(|other| (other.name, other.time_ms) <= (record.name, record.time_ms));
+        reserve_small(&mut self.events, 1);
         self.events.insert(position, record);
         self.oldest_ms = self.oldest_ms.min(record.time_ms);
     }
@@ -242,7 +357,7 @@ impl ProfileEvents {
         std::mem::size_of::<ProfileEvents>()
             + self.events.capacity() * std::mem::size_of::<StoredEvent>()
             + self.properties.capacity()
-            + self.lifetime.capacity() * std::mem::size_of::<(EventNameId, Lifetime)>()
+            + self.lifetime.capacity() * std::mem::size_of::<LifetimeEntry>()
     }
 }
 
@@ -582,9 +697,8 @@ impl EventStore {
         self.profile(local)
             .map(|profile| {
                 profile
-                    .lifetime
-                    .iter()
-                    .map(|(name, lifetime)| (self.event_name(*name), *lifetime))
+                    .lifetimes()
+                    .map(|(name, lifetime)| (self.event_name(name), lifetime))
                     .collect()
             })
             .unwrap_or_default()
@@ -748,6 +862,7 @@ impl EventStore {
             properties_start: profile.properties.len() as u32,
             properties_len: encoded.len() as u32,
         };
+        reserve_small(&mut profile.properties, encoded.len());
         profile.properties.extend_from_slice(encoded);
         profile.insert_record(record);
         self.index[name.0 as usize].stored(local, time_ms);
@@ -808,7 +923,7 @@ impl EventStore {
         };
         if let Some(profile) = slot.take() {
             self.stats.stored -= profile.events.len() as u64;
-            for (name, _) in &profile.lifetime {
+            for (name, _) in profile.lifetimes() {
                 self.with_event[name.0 as usize].remove(local);
                 self.index[name.0 as usize].remove(local);
             }
@@ -822,9 +937,8 @@ impl EventStore {
         };
         let detached = DetachedEvents {
             lifetime: profile
-                .lifetime
-                .iter()
-                .map(|(name, lifetime)| (self.event_name(*name).to_string(), *lifetime))
+                .lifetimes()
+                .map(|(name, lifetime)| (self.event_name(name).to_string(), lifetime))
                 .collect(),
             events: profile
                 .events
@@ -950,7 +1064,7 @@ impl EventStore {
                     return Err(format!("profile {local}: malformed event properties"));
                 }
             }
-            for (name, lifetime) in &profile.lifetime {
+            for (name, lifetime) in profile.lifetimes() {
                 if name.0 >= name_count || lifetime.count == 0 {
                     return Err(format!("profile {local}: bad lifetime aggregate"));
                 }
@@ -961,6 +1075,42 @@ impl EventStore {
         }
         store.profiles = profiles;
         Ok(store)
+    }
+
+    /// Bytes by structure, for `segd-memory`: where an event's bytes go.
+    pub fn memory_breakdown(&self) -> EventMemory {
+        let mut memory = EventMemory {
+            profile_slots: self.profiles.capacity()
+                * std::mem::size_of::<Option<Box<ProfileEvents>>>(),
+            ..EventMemory::default()
+        };
+        for profile in self.profiles.iter().flatten() {
+            memory.containers += std::mem::size_of::<ProfileEvents>();
+            let record = std::mem::size_of::<StoredEvent>();
+            memory.records += profile.events.len() * record;
+            memory.record_slack += (profile.events.capacity() - profile.events.len()) * record;
+            memory.property_bytes += profile.properties.len() - profile.garbage_bytes;
+            memory.property_slack +=
+                profile.properties.capacity() - profile.properties.len() + profile.garbage_bytes;
+            memory.lifetime += profile.lifetime.capacity() * std::mem::size_of::<LifetimeEntry>();
+        }
+        memory.name_bitmaps = self
+            .with_event
+            .iter()
+            .map(|bitmap| bitmap.serialized_size())
+            .sum::<usize>()
+            + self
+                .index
+                .iter()
+                .map(NameIndex::memory_bytes)
+                .sum::<usize>();
+        memory.names = self
+            .name_list
+            .iter()
+            .chain(self.property_list.iter())
+            .map(|name| name.len() * 2 + 48)
+            .sum::<usize>();
+        memory
     }
 
     pub fn memory_bytes(&self) -> usize {

@@ -236,3 +236,29 @@ fn per_profile_bytes_are_bounded_and_oversized_events_rejected() {
     assert_eq!(error.code(), "properties_too_large");
     assert!(error.to_string().contains("at most 1048576"), "{error}");
 }
+
+#[test]
+fn lifetime_entries_pack_name_and_count_and_saturate() {
+    let name = EventNameId(u32::from(u16::MAX));
+    let lifetime = Lifetime {
+        count: 3,
+        first_ms: -5,
+        last_ms: i64::MAX,
+    };
+    let mut entry = LifetimeEntry::new(name, lifetime);
+    assert_eq!(std::mem::size_of::<LifetimeEntry>(), 24);
+    assert_eq!((entry.name(), entry.lifetime()), (name, lifetime));
+    entry.add(Lifetime {
+        count: u64::MAX,
+        first_ms: -9,
+        last_ms: 0,
+    });
+    assert_eq!(
+        entry.name(),
+        name,
+        "a saturating count must not spill into the name"
+    );
+    assert_eq!(entry.lifetime().count, MAX_LIFETIME_COUNT);
+    assert_eq!(entry.lifetime().first_ms, -9);
+    assert_eq!(entry.lifetime().last_ms, i64::MAX);
+}

@@ -5,6 +5,7 @@ use super::csv_parse::{Cell, CsvLayout, ParsedRow};
 use super::{reject, ImportSummary};
 use crate::engine::{identity_hash, Engine};
 use crate::ids::{ColumnId, ProfileRef, ShardId};
+use crate::store::shard::ProfileIdentity;
 use crate::store::value::{TraitType, TraitValue};
 use serde_json::Value;
 use std::borrow::Cow;
@@ -91,13 +92,12 @@ pub(super) fn apply_shard<'a>(
             claimed_elsewhere |= owner != profile;
         }
         let identity = &mut shard.identities[local.0 as usize];
-        identity.user_id = row.user_id.as_deref().map(Box::from);
-        identity.anonymous_ids = row
-            .anonymous_id
-            .as_deref()
-            .map(Box::from)
-            .into_iter()
-            .collect();
+        *identity = ProfileIdentity::from_parts(
+            row.user_id.as_deref(),
+            row.anonymous_id.as_deref(),
+            [],
+            [],
+        );
         for (position, cell) in std::mem::take(&mut row.values) {
             match cell {
                 Cell::Text(text) => text_batches[usize::from(position)].push((local.0, text)),

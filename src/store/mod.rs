@@ -8,6 +8,7 @@
 //! ingest into other shards never waits on it.
 
 pub mod column;
+pub mod identity_record;
 pub mod membership;
 pub mod schema;
 pub mod shard;

@@ -3,69 +3,12 @@
 use crate::events::{DetachedEvents, EventStore};
 use crate::ids::{ColumnId, LocalId, SegmentId, ShardId};
 use crate::store::column::{grow, Column};
+pub use crate::store::identity_record::ProfileIdentity;
 use crate::store::membership::{SlotSet, Slots};
 use crate::store::timers::TimerQueue;
 use crate::store::value::{TraitType, TraitValue};
 use roaring::RoaringBitmap;
 use std::collections::HashMap;
-
-/// Identifiers held by one profile (identity traits live in their columns).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct ProfileIdentity {
-    pub user_id: Option<Box<str>>,
-    pub anonymous_ids: Vec<Box<str>>,
-    /// Further userIds that reach this profile (from `alias` or a merge of two known
-    /// users); the profile stays addressed by `user_id`.
-    pub other_user_ids: Vec<Box<str>>,
-    /// Identity-trait keys (`t:email:x`) of profiles merged into this one whose values
-    /// this profile does not hold (its own values won): they still reach it, and must
-    /// go when it is deleted.
-    pub other_trait_keys: Vec<Box<str>>,
-}
-
-impl ProfileIdentity {
-    /// Identity-map keys of the identifiers held here (`u:` userIds, `a:` anonymousIds).
-    pub fn keys(&self) -> Vec<String> {
-        self.user_id
-            .iter()
-            .chain(self.other_user_ids.iter())
-            .map(|id| format!("u:{id}"))
-            .chain(self.anonymous_ids.iter().map(|id| format!("a:{id}")))
-            .chain(self.other_trait_keys.iter().map(|key| key.to_string()))
-            .collect()
-    }
-
-    /// Records identity-trait keys that reach this profile after a merge.
-    pub fn add_trait_keys<'a>(&mut self, keys: impl Iterator<Item = &'a String>) {
-        for key in keys.filter(|key| key.starts_with("t:")) {
-            if !self.other_trait_keys.iter().any(|known| **known == **key) {
-                self.other_trait_keys.push(key.as_str().into());
-            }
-        }
-    }
-
-    /// Records a userId that names this profile.
-    pub fn add_user_id(&mut self, user_id: &str) {
-        match &self.user_id {
-            None => self.user_id = Some(user_id.into()),
-            Some(existing) if &**existing == user_id => {}
-            Some(_) => {
-                if !self.other_user_ids.iter().any(|id| &**id == user_id) {
-                    self.other_user_ids.push(user_id.into());
-                }
-            }
-        }
-    }
-
-    /// The id profiles are addressed by: `userId`, else `anon:<anonymousId>`.
-    pub fn external_id(&self) -> String {
-        match (&self.user_id, self.anonymous_ids.first()) {
-            (Some(user_id), _) => user_id.to_string(),
-            (None, Some(anonymous_id)) => format!("anon:{anonymous_id}"),
-            (None, None) => String::new(),
-        }
-    }
-}
 
 #[derive(Debug)]
 pub struct Shard {
@@ -291,20 +234,7 @@ impl Shard {
         let identities: usize = self
             .identities
             .iter()
-            .map(|identity| {
-                64 + identity.user_id.as_ref().map_or(0, |id| id.len())
-                    + identity
-                        .other_user_ids
-                        .iter()
-                        .chain(identity.other_trait_keys.iter())
-                        .map(|id| id.len() + 16)
-                        .sum::<usize>()
-                    + identity
-                        .anonymous_ids
-                        .iter()
-                        .map(|id| id.len() + 16)
-                        .sum::<usize>()
-            })
+            .map(|identity| 16 + identity.allocated_bytes())
             .sum();
         columns
             + self.events.memory_bytes()

@@ -46,7 +46,7 @@ pub(super) fn encode_events(store: &EventStore) -> Vec<u8> {
             lengths.push(event.properties_len);
         }
         arenas.extend_from_slice(&profile.properties);
-        for (name, lifetime) in &profile.lifetime {
+        for (name, lifetime) in profile.lifetimes() {
             lifetime_names.push(name.0);
             counts.push(lifetime.count);
             firsts.push(lifetime.first_ms);
@@ -138,6 +138,9 @@ pub(super) fn decode_events(
             continue;
         }
         let mut profile = crate::events::ProfileEvents::default();
+        // Exact capacities: a loaded store carries no growth slack.
+        profile.events.reserve_exact(*event_count as usize);
+        profile.lifetime.reserve_exact(*lifetime_count as usize);
         for index in next_event..next_event + *event_count as usize {
             profile.events.push(crate::events::StoredEvent {
                 time_ms: times[index],
@@ -149,7 +152,14 @@ pub(super) fn decode_events(
         next_event += *event_count as usize;
         profile.properties = arenas.take(*arena_length as usize)?.to_vec();
         for index in next_lifetime..next_lifetime + *lifetime_count as usize {
-            profile.lifetime.push((
+            // Packed entries hold 16-bit names and 48-bit counts; the name table
+            // itself is checked by `EventStore::from_parts` below.
+            if lifetime_names[index] > u32::from(u16::MAX)
+                || counts[index] > crate::events::MAX_LIFETIME_COUNT
+            {
+                return Err(damaged("lifetime aggregate out of range"));
+            }
+            profile.lifetime.push(crate::events::LifetimeEntry::new(
                 crate::events::EventNameId(lifetime_names[index]),
                 crate::events::Lifetime {
                     count: counts[index],

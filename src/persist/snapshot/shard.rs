@@ -52,18 +52,20 @@ pub(super) fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> V
     let mut anonymous_lengths = Vec::new();
     let mut anonymous_bytes = Vec::new();
     for identity in &shard.identities {
-        match &identity.user_id {
+        match identity.user_id() {
             Some(id) => {
                 user_lengths.push(id.len() as u32);
                 user_bytes.extend_from_slice(id.as_bytes());
             }
             None => user_lengths.push(u32::MAX),
         }
-        anonymous_counts.push(identity.anonymous_ids.len() as u32);
-        for id in &identity.anonymous_ids {
+        let mut anonymous_count = 0;
+        for id in identity.anonymous_ids() {
+            anonymous_count += 1;
             anonymous_lengths.push(id.len() as u32);
             anonymous_bytes.extend_from_slice(id.as_bytes());
         }
+        anonymous_counts.push(anonymous_count);
     }
     identities.u32s(&user_lengths);
     identities.bytes(&user_bytes);
@@ -78,20 +80,23 @@ pub(super) fn encode_shard(shard: &Shard, identity_entries: &[(u128, u32)]) -> V
 
     // Extra identifiers as (count per profile, lengths, bytes) for each of the two lists.
     let mut extra = Encoder::new();
-    for list in [
-        |identity: &ProfileIdentity| identity.other_user_ids.clone(),
-        |identity: &ProfileIdentity| identity.other_trait_keys.clone(),
-    ] {
+    for which in 0..2 {
         let mut counts = Vec::with_capacity(shard.identities.len());
         let mut lengths = Vec::new();
         let mut bytes = Vec::new();
         for identity in &shard.identities {
-            let items = list(identity);
-            counts.push(items.len() as u32);
-            for item in &items {
+            let mut count = 0;
+            let items: Box<dyn Iterator<Item = &str>> = if which == 0 {
+                Box::new(identity.other_user_ids())
+            } else {
+                Box::new(identity.other_trait_keys())
+            };
+            for item in items {
+                count += 1;
                 lengths.push(item.len() as u32);
                 bytes.extend_from_slice(item.as_bytes());
             }
+            counts.push(count);
         }
         extra.u32s(&counts);
         extra.u32s(&lengths);
@@ -376,30 +381,26 @@ pub(super) fn decode_shard(
     let mut user_input = Decoder::new(user_bytes);
     let mut anonymous_input = Decoder::new(anonymous_bytes);
     let mut anonymous_lengths = anonymous_lengths.into_iter();
-    let text = |input: &mut Decoder<'_>, length: u32| -> Result<Box<str>, FormatError> {
-        let raw = input.take(length as usize)?;
-        std::str::from_utf8(raw)
-            .map(Box::from)
-            .map_err(|_| damaged("identifier is not UTF-8"))
-    };
     shard.identities = Vec::with_capacity(profiles);
+    let mut anonymous_ids = Vec::new();
     for (user_length, anonymous_count) in user_lengths.iter().zip(&anonymous_counts) {
         let user_id = match *user_length {
             u32::MAX => None,
-            length => Some(text(&mut user_input, length)?),
+            length => Some(identifier_text(&mut user_input, length)?),
         };
-        let mut anonymous_ids = Vec::with_capacity((*anonymous_count as usize).min(64));
+        anonymous_ids.clear();
         for _ in 0..*anonymous_count {
             let length = anonymous_lengths
                 .next()
                 .ok_or_else(|| damaged("anonymous id lengths run out"))?;
-            anonymous_ids.push(text(&mut anonymous_input, length)?);
+            anonymous_ids.push(identifier_text(&mut anonymous_input, length)?);
         }
-        shard.identities.push(ProfileIdentity {
+        shard.identities.push(ProfileIdentity::from_parts(
             user_id,
-            anonymous_ids,
-            ..ProfileIdentity::default()
-        });
+            anonymous_ids.iter().copied(),
+            [],
+            [],
+        ));
     }
     // Version 1 files predate extra identifiers and events: both start empty.
     if container.version >= 2 {
@@ -420,11 +421,11 @@ pub(super) fn decode_shard(
                     let length = lengths
                         .next()
                         .ok_or_else(|| damaged("extra identifier lengths run out"))?;
-                    let item = text(&mut input, length)?;
+                    let item = identifier_text(&mut input, length)?;
                     if which == 0 {
-                        identity.other_user_ids.push(item);
+                        identity.push_other_user_id(item);
                     } else {
-                        identity.other_trait_keys.push(item);
+                        identity.push_other_trait_key(item);
                     }
                 }
             }
@@ -692,4 +693,10 @@ fn decode_column(bytes: &[u8], profiles: usize) -> Result<Column, FormatError> {
         return Err(damaged("trailing bytes after the column"));
     }
     Ok(Column::from_parts(present, data))
+}
+
+/// One stored identifier: `length` bytes of UTF-8 from `input`.
+fn identifier_text<'a>(input: &mut Decoder<'a>, length: u32) -> Result<&'a str, FormatError> {
+    std::str::from_utf8(input.take(length as usize)?)
+        .map_err(|_| damaged("identifier is not UTF-8"))
 }
