@@ -264,15 +264,17 @@ impl Column {
         };
         if !self.range.dirty.is_empty() {
             // The index holds these ids' values at build time: decide them afresh.
-            result -= &self.range.dirty;
-            for id in &(universe & &self.range.dirty) {
-                if self
-                    .number_at(id)
-                    .is_some_and(|value| interval.contains(value))
-                {
-                    result.insert(id);
-                }
-            }
+            let dirty_here = universe & &self.range.dirty;
+            result -= &dirty_here;
+            // Ids come in ascending order: one union instead of an insert per id.
+            let matching: Vec<u32> = dirty_here
+                .iter()
+                .filter(|id| {
+                    self.number_at(*id)
+                        .is_some_and(|value| interval.contains(value))
+                })
+                .collect();
+            result |= RoaringBitmap::from_sorted_iter(matching).unwrap_or_default();
         }
         Some(result)
     }
