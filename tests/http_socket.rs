@@ -1,5 +1,6 @@
 //! Real-socket tests on 127.0.0.1 with bounded time: SSE resume from Last-Event-ID,
-//! webhook delivery (retry, signature) to a local receiver, graceful shutdown.
+//! webhook delivery (retry, signature) to a local receiver, graceful shutdown, HTTP/1.1
+//! pipelining (several requests written at once on one connection, answered in order).
 
 use axum::body::Bytes;
 use axum::http::{Request, StatusCode};
@@ -102,6 +103,118 @@ async fn read_ids(body: &mut hyper::body::Incoming, wanted: usize) -> Vec<u64> {
 
 fn get(address: SocketAddr, path: &str) -> axum::http::request::Builder {
     Request::get(format!("http://{address}{path}"))
+}
+
+/// Reads one Content-Length framed response; returns (status, body).
+async fn read_one_response(
+    stream: &mut tokio::net::TcpStream,
+    buffered: &mut Vec<u8>,
+) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if let Some(head_end) = buffered.windows(4).position(|window| window == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buffered[..head_end]).to_string();
+            let status: u16 = head[9..12].parse().unwrap();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().unwrap())
+                })
+                .expect("a Content-Length");
+            let end = head_end + 4 + length;
+            if buffered.len() >= end {
+                let body = String::from_utf8_lossy(&buffered[head_end + 4..end]).to_string();
+                buffered.drain(..end);
+                return (status, body);
+            }
+        }
+        let mut chunk = [0u8; 4096];
+        let read = stream.read(&mut chunk).await.unwrap();
+        assert!(read > 0, "the server closed the connection early");
+        buffered.extend_from_slice(&chunk[..read]);
+    }
+}
+
+#[tokio::test]
+async fn pipelined_requests_on_one_connection_answer_in_order() {
+    use tokio::io::AsyncWriteExt;
+    let server = start(ServiceOptions::default()).await;
+    let engine = server.state.engine.clone();
+    for index in 0..8 {
+        set_plan(
+            &engine,
+            &format!("u{index}"),
+            if index % 2 == 0 { "pro" } else { "free" },
+        );
+    }
+    plan_segment(&engine, "pro", "pro");
+    // Lookups, a profile's segments, a compact bulk check and a 404, all written in one
+    // go before any answer is read.
+    let mut wire = Vec::new();
+    let mut expected: Vec<(u16, String)> = Vec::new();
+    for index in 0..8 {
+        wire.extend_from_slice(
+            format!("GET /v1/segments/pro/members/u{index} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                .as_bytes(),
+        );
+        expected.push((
+            200,
+            format!(
+                r#"{{"segment_id":0,"profile":"u{index}","member":{}}}"#,
+                index % 2 == 0
+            ),
+        ));
+    }
+    let bulk = "pro\tu0\npro\tu1\n0\tghost\n";
+    wire.extend_from_slice(
+        format!(
+            "POST /v1/membership HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{bulk}",
+            bulk.len()
+        )
+        .as_bytes(),
+    );
+    expected.push((200, "1\n0\n0\n".into()));
+    wire.extend_from_slice(b"GET /v1/profiles/u2/segments HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    expected.push((
+        200,
+        r#"{"profile":"u2","segments":[{"id":0,"name":"pro"}]}"#.into(),
+    ));
+    wire.extend_from_slice(b"GET /v1/segments/nope/members/u1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    expected.push((404, "segment_not_found".into()));
+    wire.extend_from_slice(b"GET /v1/segments/0/members/u3 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    expected.push((
+        200,
+        r#"{"segment_id":0,"profile":"u3","member":false}"#.into(),
+    ));
+
+    let mut stream = tokio::net::TcpStream::connect(server.address)
+        .await
+        .unwrap();
+    stream.write_all(&wire).await.unwrap();
+    let mut buffered = Vec::new();
+    let answers = timeout(Duration::from_secs(10), async {
+        let mut answers = Vec::new();
+        for _ in 0..expected.len() {
+            answers.push(read_one_response(&mut stream, &mut buffered).await);
+        }
+        answers
+    })
+    .await
+    .expect("every pipelined request answered");
+    for (index, ((status, body), (want_status, want_body))) in
+        answers.iter().zip(&expected).enumerate()
+    {
+        assert_eq!(status, want_status, "answer {index}: {body}");
+        if *want_status == 200 {
+            assert_eq!(body, want_body, "answer {index}");
+        } else {
+            assert!(body.contains(want_body.as_str()), "answer {index}: {body}");
+        }
+    }
+    assert!(buffered.is_empty(), "no extra bytes after the last answer");
+    drop(stream);
 }
 
 #[tokio::test]

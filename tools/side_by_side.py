@@ -16,7 +16,19 @@ and Redis (one set per segment, pipelined SADD), then runs:
   (c) count of A and B (A = country DE, B = status subscribed): segd stored segments vs
       Redis SINTERCARD vs DuckDB.
 
-Every system's answers are checked against segd's; any mismatch stops the run with exit
+With `--http` (issue 10: what users see), the same profiles are also imported into a
+`segd serve` data directory and, in the same run:
+
+  (a') the five-condition count over HTTP (`POST /v1/segments/preview`, one keep-alive
+       connection, `segd-load --scenario preview`) vs DuckDB in-process;
+  (b') lookups over HTTP (`GET /v1/segments/{id}/members/{profile}` of a stored
+       `country = "DE"` segment, `segd-load`, 50 connections) vs Redis SISMEMBER on the
+       same members (`redis-benchmark`, 50 connections).
+
+The table then shows both the in-process and the over-HTTP ratios.
+
+Every system's answers are checked against segd's (counts equal; lookup answers equal
+for a sample of profiles, members and not); any mismatch stops the run with exit
 status 1 and nothing is written. On success a table of medians and segd/peer ratios,
 with machine and date, replaces the side-by-side section of BENCHMARKS.md.
 
@@ -57,6 +69,10 @@ FIVE_CONDITION_SQL = (
     "AND status = 'subscribed' AND ltv > 300 AND push_enabled"
 )
 AND_SQL = "SELECT count(*) FROM profiles WHERE country = 'DE' AND status = 'subscribed'"
+FIVE_CONDITION_RULE = ('country = "DE" and age between 25 and 40 and status = "subscribed" '
+                       'and ltv > 300 and push_enabled')
+# Profiles whose lookups are compared between segd over HTTP and Redis.
+LOOKUP_SAMPLE = 200
 
 
 class Failure(Exception):
@@ -365,6 +381,88 @@ def redis_benchmark(args, key, member):
             "p99_ms": float(fields[7]) if len(fields) > 7 else None}
 
 
+# ----------------------------------------------------------------------------- http mode
+
+
+def wait_ready(base, process):
+    # Ready once the data directory is loaded (/readyz turns 200).
+    for _ in range(2400):
+        try:
+            http_json("GET", base + "/readyz")
+            return
+        except OSError:
+            if process.poll() is not None:
+                raise Failure("segd serve exited during start-up")
+            time.sleep(0.5)
+    raise Failure("segd serve was not ready within 20 minutes")
+
+
+def segd_load(tools, base, *arguments):
+    output = subprocess.run(
+        [tools["segd-load"], "--target", base, *map(str, arguments)],
+        check=True, capture_output=True, text=True).stdout
+    summary = json.loads(output.strip().splitlines()[-1])
+    if summary.get("errors", 0) > 0:
+        raise Failure(f"segd-load saw {summary['errors']} failed requests: {summary}")
+    return summary
+
+
+def run_http(tools, args, profiles, csv_path, directory, lab, redis, sample_users,
+             duck_five_us, members_a):
+    """The same profiles through `segd serve`: preview and lookups over HTTP."""
+    data_dir = os.path.join(directory, "segd-http")
+    started = time.perf_counter()
+    run([tools["segd"], "import", "--data-dir", data_dir, csv_path],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import_s = time.perf_counter() - started
+    listen = f"127.0.0.1:{SEGD_PORT}"
+    base = f"http://{listen}"
+    process = subprocess.Popen([tools["segd"], "serve", "--data-dir", data_dir, "--listen", listen],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(base, process)
+        load_before = os.getloadavg()
+        answer = http_json("POST", base + "/v1/segments/preview", {"rule": FIVE_CONDITION_RULE})
+        check("five-condition count over HTTP", lab["five_condition_count"]["answer"], answer["count"])
+        preview = segd_load(tools, base, "--scenario", "preview", "--rule", FIVE_CONDITION_RULE,
+                            "--connections", 1, "--requests", args.repetitions,
+                            "--duration-s", 120)
+        segment = http_json("POST", base + "/v1/segments",
+                            {"name": "lab_a", "rule": 'country = "DE"'})
+        check("|A| over HTTP", lab["segment_a_count"], segment["count"])
+        listed = set(members_a)
+        for user in sample_users:
+            answer = http_json("GET", f"{base}/v1/segments/{segment['id']}/members/{user}")
+            check_quiet(f"HTTP lookup of {user}", user in listed, bool(answer["member"]))
+            check_quiet(f"Redis lookup of {user}", user in listed,
+                        redis.command("SISMEMBER", "lab_a", user) == 1)
+        log(f"ok: {len(sample_users)} sampled lookups answer the same over HTTP and in Redis "
+            f"({sum(user in listed for user in sample_users)} members)")
+        lookups = segd_load(tools, base, "--scenario", "lookup", "--segment", segment["id"],
+                            "--profiles", min(args.lookup_profiles, profiles),
+                            "--connections", args.concurrency, "--requests", args.lookups,
+                            "--duration-s", 120)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    redis_lookups = redis_benchmark(args, "lab_a", members_a[0])
+    load_after = os.getloadavg()
+    return {
+        "import_s": import_s, "profiles": profiles,
+        "preview": preview, "duck_five_us": duck_five_us,
+        "lookups": lookups, "redis_lookups": redis_lookups,
+        "load": [load_before[0], load_after[0]],
+    }
+
+
+def check_quiet(label, expected, got):
+    if expected != got:
+        raise Failure(f"answers differ for {label}: expected {expected}, got {got}")
+
+
 # ----------------------------------------------------------------------------- main
 
 
@@ -391,6 +489,9 @@ def run_size(tools, duckdb, redis, args, profiles, directory):
 
     members_a = [row[0] for row in connection.execute(
         "SELECT user_id FROM profiles WHERE country = 'DE'").fetchall()]
+    # Seeded sample of profiles (members of A and not) for the HTTP lookup check.
+    sample_users = [row[0] for row in connection.execute(
+        f"SELECT user_id FROM profiles ORDER BY hash(user_id) LIMIT {LOOKUP_SAMPLE}").fetchall()]
     members_b = [row[0] for row in connection.execute(
         "SELECT user_id FROM profiles WHERE status = 'subscribed'").fetchall()]
     connection.close()
@@ -405,8 +506,13 @@ def run_size(tools, duckdb, redis, args, profiles, directory):
     redis_repetitions = max(5, min(repetitions, 20_000_000 // max(profiles, 1)))
     redis_and_us, redis_and = timed(redis_repetitions, lambda: redis.command("SINTERCARD", 2, "lab_a", "lab_b"))
     check(f"A and B count at {profiles} (Redis SINTERCARD)", lab["and_count"]["answer"], redis_and)
+    http = None
+    if args.http:
+        http = run_http(tools, args, profiles, csv_path, directory, lab, redis, sample_users,
+                        duck_five_us, members_a)
     os.remove(csv_path)
     return {
+        "http": http,
         "profiles": profiles,
         "segd": lab,
         "duckdb": {"load_s": duck_load_s, "five_condition_us": duck_five_us, "and_us": duck_and_us},
@@ -425,7 +531,8 @@ def write_benchmarks(results, lookups, args, path):
     now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [BEGIN_MARK, "",
              f"Measured {now} on {machine()} by `python3 tools/side_by_side.py "
-             f"--profiles {args.profiles} --repetitions {args.repetitions}`. "
+             f"--profiles {args.profiles} --repetitions {args.repetitions}"
+             f"{' --http' if args.http else ''}`. "
              "Medians; ratio = how many times faster segd is (above 1 = segd ahead). "
              "All systems returned the same answers (checked by the runner).", "",
              "| workload | profiles | segd | peer | peer median | segd/peer |",
@@ -445,7 +552,26 @@ def write_benchmarks(results, lookups, args, path):
                      f"{redis['sintercard_us'] / both:.1f}× |")
         lines.append(f"| (c) count A ∧ B | {profiles} | {format_us(both)} | DuckDB | "
                      f"{format_us(duck['and_us'])} | {duck['and_us'] / both:.1f}× |")
-    if lookups.get("skipped"):
+    for result in results:
+        http = result.get("http")
+        if not http:
+            continue
+        profiles = f"{result['profiles']:,}"
+        preview_us = http["preview"]["p50_us"]
+        lines.append(f"| (a') five-condition count **over HTTP** (`POST /v1/segments/preview`, "
+                     f"1 connection, p50) | {profiles} | {format_us(preview_us)} | DuckDB in-process | "
+                     f"{format_us(http['duck_five_us'])} | {http['duck_five_us'] / preview_us:.1f}× |")
+        segd_rps = http["lookups"]["requests_per_second"]
+        redis_rps = http["redis_lookups"]["rps"]
+        redis_p99 = http["redis_lookups"].get("p99_ms")
+        redis_p99 = f", p99 {redis_p99:.2f} ms" if redis_p99 is not None else ""
+        lines.append(f"| (b') lookups **over HTTP**, {args.concurrency} connections, same members "
+                     f"(`country = \"DE\"`) | {profiles} | {segd_rps:,.0f} req/s "
+                     f"(p50 {http['lookups']['p50_us'] / 1000:.2f} ms, p99 {http['lookups']['p99_us'] / 1000:.2f} ms) | "
+                     f"Redis SISMEMBER | {redis_rps:,.0f} req/s{redis_p99} | {segd_rps / redis_rps:.2f}× |")
+    if args.http:
+        pass
+    elif lookups.get("skipped"):
         lines.append(f"| (b) membership lookups, {args.concurrency} connections | – | skipped | "
                      f"Redis SISMEMBER | {lookups['redis']['rps']:,.0f} req/s | – |")
     else:
@@ -454,6 +580,15 @@ def write_benchmarks(results, lookups, args, path):
         lines.append(f"| (b) membership lookups over the network, {args.concurrency} connections | demo | "
                      f"{segd_rps:,.0f} req/s (HTTP, p99 {lookups['segd']['p99_us'] / 1000:.2f} ms) | "
                      f"Redis SISMEMBER | {redis_rps:,.0f} req/s | {segd_rps / redis_rps:.2f}× |")
+    for result in results:
+        http = result.get("http")
+        if http:
+            lines.append("")
+            lines.append(f"Over HTTP ({result['profiles']:,} profiles): `segd import` {http['import_s']:.1f} s, "
+                         f"then `segd serve`; load average {http['load'][0]:.1f} before and "
+                         f"{http['load'][1]:.1f} after the HTTP measurements (2 cores: above 2 means "
+                         "other processes competed for the CPU). Clients run on the same cores as "
+                         "the servers.")
     lines.append("")
     lines.append("Loading: " + "; ".join(
         f"{r['profiles']:,} profiles — segd import {r['segd']['import']['profiles_per_second']:,.0f} profiles/s, "
@@ -490,6 +625,9 @@ def main():
                         "lookups instead of the one built from this checkout")
     parser.add_argument("--benchmarks", default=os.path.join(REPOSITORY, "BENCHMARKS.md"))
     parser.add_argument("--no-write", action="store_true", help="print results only")
+    parser.add_argument("--http", action="store_true",
+                        help="also measure segd over HTTP (preview and lookups) on the same "
+                             "profiles, against DuckDB in-process and Redis over the network")
     args = parser.parse_args()
     sizes = [int(size) for size in args.profiles.split(",") if size.strip()]
     try:
@@ -502,8 +640,11 @@ def main():
         redis_process, redis = start_redis(directory)
         try:
             results = [run_size(tools, duckdb, redis, args, size, directory) for size in sizes]
-            lookups = {"redis": redis_benchmark(args, "lab_a", "user-1")}
-            if segd_has_serve(tools["segd"]):
+            # With --http, lookups are measured per size on the same profiles (run_http).
+            lookups = {} if args.http else {"redis": redis_benchmark(args, "lab_a", "user-1")}
+            if args.http:
+                pass
+            elif segd_has_serve(tools["segd"]):
                 summary, segment, members = http_lookups(tools, args, directory)
                 load_redis_set(redis, "demo_segment", members)
                 for index in range(50):

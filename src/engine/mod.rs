@@ -9,6 +9,7 @@
 mod apply;
 mod identity;
 mod lanes;
+pub(crate) mod lookup;
 mod mutation;
 mod prepare;
 mod profiles;
@@ -476,8 +477,9 @@ impl Engine {
 
     /// Finds the profile for an identity key.
     pub fn resolve(&self, external_id: &str) -> Option<ProfileRef> {
+        // Hashed from a stack buffer: lookups resolve a profile on every request.
         self.identities
-            .get(&identity_hash(&identity_key_for_external(external_id)))
+            .get(&lookup::external_identity_hash(external_id))
             .map(|entry| *entry)
     }
 

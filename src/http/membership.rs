@@ -1,24 +1,26 @@
 //! Membership lookups for trigger systems (read key) and profiles: card, export, erasure.
 //!
 //! Profiles are addressed by `userId`, or `anon:<anonymousId>` when no userId is known.
-//! Lookups answer on the async worker: they take one shard read lock for a copy of the
-//! profile's own segment list.
+//! Lookups answer on the async worker that parsed the request (no task hop): borrowed
+//! path parameters, one registry read, one shard read, and the JSON answer written
+//! straight into the response body (no `serde_json::Value`, no per-field strings).
+//! `tests/lookup_allocations.rs` counts what is left per request.
 
+use crate::engine::lookup::{write_json_string, write_number};
 use crate::engine::ProfileCard;
-use crate::engine::{Applied, Engine, Mutation};
-use crate::http::body::{JsonBody, PathParams};
+use crate::engine::{Applied, Mutation};
+use crate::http::body::PathParams;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::segments::resolve_segment;
-use crate::http::segments::SegmentName;
+use crate::http::membership_text::{BulkAnswer, BulkCheck};
 use crate::http::{blocking, AppState};
 use crate::ids::SegmentId;
-use axum::extract::State;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, Request, State};
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde::Serialize;
 
-/// Most profile × segment pairs in one bulk check.
-pub const MAX_BULK_PAIRS: usize = 100_000;
 /// Recent events listed on the profile card.
 pub const CARD_RECENT_EVENTS: usize = 20;
 /// Recent events included in an export.
@@ -31,27 +33,66 @@ pub struct SegmentEntry {
     pub name: String,
 }
 
-/// `GET /v1/profiles/{id}/segments`.
+/// `GET /v1/profiles/{id}/segments` (the schema; the handler writes the same shape
+/// directly, checked by the unit test below).
 #[derive(Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(not(test), allow(dead_code))]
 pub struct SegmentsOf {
     profile: String,
     segments: Vec<SegmentEntry>,
 }
 
-impl Engine {
-    /// Ids and names of segments under one registry read (ids no longer defined are
-    /// skipped): the lookup path takes the lock once, not once per segment.
-    pub(crate) fn segment_entries(&self, ids: &[SegmentId]) -> Vec<SegmentEntry> {
-        let registry = self.registry.read();
-        ids.iter()
-            .filter_map(|id| {
-                registry.get(*id).map(|definition| SegmentEntry {
-                    id: *id,
-                    name: definition.name.clone(),
-                })
-            })
-            .collect()
-    }
+/// `GET /v1/segments/{id}/members/{profile}` (the schema; written directly by
+/// [`write_membership`]).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[cfg_attr(not(test), allow(dead_code))]
+pub struct Membership {
+    pub segment_id: SegmentId,
+    pub profile: String,
+    pub member: bool,
+}
+
+/// A finished JSON body as a response.
+pub(crate) fn json_response(body: Vec<u8>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The route's path parameters, borrowed (undecodable ones are 400 `bad_path`).
+fn path_params(
+    params: &Result<RawPathParams, RawPathParamsRejection>,
+) -> Result<&RawPathParams, ApiError> {
+    params.as_ref().map_err(|rejection| {
+        ApiError::bad_request(
+            "bad_path",
+            format!("bad path parameter: {}", rejection.body_text()),
+        )
+    })
+}
+
+fn segment_not_found(segment: &str) -> ApiError {
+    ApiError::not_found(
+        "segment_not_found",
+        format!("no segment with id or name `{segment}`"),
+    )
+}
+
+fn write_membership(out: &mut Vec<u8>, id: SegmentId, profile: &str, member: bool) {
+    out.extend_from_slice(b"{\"segment_id\":");
+    write_number(out, u64::from(id.0));
+    out.extend_from_slice(b",\"profile\":");
+    write_json_string(out, profile);
+    out.extend_from_slice(if member {
+        b",\"member\":true}"
+    } else {
+        b",\"member\":false}"
+    });
 }
 
 /// Segments the profile is in.
@@ -63,28 +104,22 @@ impl Engine {
     ))]
 pub async fn segments_of(
     State(state): State<AppState>,
-    PathParams(profile): PathParams<String>,
-) -> ApiResult<Json<SegmentsOf>> {
-    let engine = &state.engine;
-    let Some(reference) = engine.resolve(&profile) else {
+    params: Result<RawPathParams, RawPathParamsRejection>,
+) -> Result<Response, ApiError> {
+    let params = path_params(&params)?;
+    let profile = params.iter().next().map_or("", |(_, value)| value);
+    let mut out = Vec::with_capacity(64 + 2 * profile.len());
+    out.extend_from_slice(b"{\"profile\":");
+    write_json_string(&mut out, profile);
+    out.extend_from_slice(b",\"segments\":");
+    if !state.engine.write_segments_of_json(profile, &mut out) {
         return Err(ApiError::not_found(
             "profile_not_found",
             format!("no profile `{profile}`"),
         ));
-    };
-    let mut ids = Vec::new();
-    engine.segments_of_profile(reference, &mut ids);
-    ids.sort_unstable();
-    let segments = engine.segment_entries(&ids);
-    Ok(Json(SegmentsOf { profile, segments }))
-}
-
-/// `GET /v1/segments/{id}/members/{profile}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Membership {
-    pub segment_id: SegmentId,
-    pub profile: String,
-    pub member: bool,
+    }
+    out.push(b'}');
+    Ok(json_response(out))
 }
 
 /// Is the profile a member?
@@ -93,103 +128,39 @@ pub struct Membership {
            ("profile" = String, Path, description = "userId, or `anon:<anonymousId>`")),
     responses(
         (status = 200, description = "Membership now", body = Membership),
-        (status = "default", description = "Error (404 `segment_not_found`, `profile_not_found`)", body = ErrorBody),
+        (status = "default", description = "Error (404 `segment_not_found`)", body = ErrorBody),
     ))]
 pub async fn is_member(
     State(state): State<AppState>,
-    PathParams((segment, profile)): PathParams<(String, String)>,
-) -> ApiResult<Json<Membership>> {
-    let id = resolve_segment(&state.engine, &segment)?;
-    let member = state.engine.is_member(id, &profile)?;
-    Ok(Json(Membership {
-        segment_id: id,
-        profile,
-        member,
-    }))
+    params: Result<RawPathParams, RawPathParamsRejection>,
+) -> Result<Response, ApiError> {
+    let params = path_params(&params)?;
+    let mut values = params.iter().map(|(_, value)| value);
+    let (segment, profile) = (
+        values.next().unwrap_or_default(),
+        values.next().unwrap_or_default(),
+    );
+    let (id, member) = state
+        .engine
+        .lookup_member(segment, profile)
+        .ok_or_else(|| segment_not_found(segment))?;
+    let mut out = Vec::with_capacity(64 + 2 * profile.len());
+    write_membership(&mut out, id, profile, member);
+    Ok(json_response(out))
 }
 
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct BulkCheck {
-    profiles: Vec<String>,
-    /// Segment ids (numbers) or names (strings).
-    #[schema(value_type = Vec<SegmentName>)]
-    segments: Vec<Value>,
-}
-
-/// `POST /v1/membership`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct BulkAnswer {
-    /// profile → (segment as given → member).
-    #[schema(value_type = std::collections::HashMap<String, std::collections::HashMap<String, bool>>)]
-    pub results: Map<String, Value>,
-    /// Profiles that do not exist (answered false everywhere).
-    pub unknown_profiles: Vec<String>,
-}
-
-/// Bulk membership check of profiles x segments.
+/// Bulk membership check: profiles × segments as JSON, or `segment<TAB>profile` lines
+/// as `text/plain` answered `1`/`0` per line (see [`crate::http::membership_text`]).
 #[utoipa::path(post, path = "/v1/membership", operation_id = "bulkMembership", tag = "membership",
-    request_body = BulkCheck,
+    request_body(description = "JSON (`application/json`), or `text/plain` with one `segment<TAB>profile` pair per line (segment id or name; `\\n` or `\\r\\n` line ends)",
+        content((BulkCheck = "application/json"), (String = "text/plain"))),
     responses(
-        (status = 200, description = "Every pair", body = BulkAnswer),
-        (status = "default", description = "Error", body = ErrorBody),
+        (status = 200, description = "Every pair: JSON for a JSON request; for `text/plain`, one line per pair in order, `1` (member) or `0`",
+            content((BulkAnswer = "application/json"), (String = "text/plain"))),
+        (status = "default", description = "Error (404 `segment_not_found`; 422 `invalid_field` or `invalid_line` with the line number; 413 `body_too_large`)", body = ErrorBody),
     ))]
-pub async fn bulk(
-    State(state): State<AppState>,
-    JsonBody(body): JsonBody<BulkCheck>,
-) -> ApiResult<Json<BulkAnswer>> {
-    let pairs = body.profiles.len().saturating_mul(body.segments.len());
-    if pairs > MAX_BULK_PAIRS {
-        return Err(ApiError::invalid_field(
-            "profiles",
-            format!("{pairs} profile x segment pairs; the limit is {MAX_BULK_PAIRS} per request"),
-        ));
-    }
-    let mut segments: Vec<(String, SegmentId)> = Vec::with_capacity(body.segments.len());
-    for (index, segment) in body.segments.iter().enumerate() {
-        let name = match segment {
-            Value::String(text) => text.clone(),
-            Value::Number(number) => number.to_string(),
-            _ => {
-                return Err(ApiError::invalid_field(
-                    &format!("segments[{index}]"),
-                    "segments are ids (numbers) or names (strings)",
-                ))
-            }
-        };
-        let id = resolve_segment(&state.engine, &name)?;
-        segments.push((name, id));
-    }
-    let profiles = body.profiles;
-    let answer = blocking(&state, move |engine| {
-        let mut results = Map::new();
-        let mut unknown = Vec::new();
-        let mut held = Vec::new();
-        for profile in &profiles {
-            let mut row = Map::new();
-            match engine.resolve(profile) {
-                Some(reference) => {
-                    engine.segments_of_profile(reference, &mut held);
-                    for (name, id) in &segments {
-                        row.insert(name.clone(), Value::Bool(held.contains(id)));
-                    }
-                }
-                None => {
-                    unknown.push(profile.clone());
-                    for (name, _) in &segments {
-                        row.insert(name.clone(), Value::Bool(false));
-                    }
-                }
-            }
-            results.insert(profile.clone(), Value::Object(row));
-        }
-        BulkAnswer {
-            results,
-            unknown_profiles: unknown,
-        }
-    })
-    .await?;
-    Ok(Json(answer))
+pub async fn bulk(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    crate::http::membership_text::bulk(state, request).await
 }
 
 /// The profile card.
@@ -268,4 +239,40 @@ pub async fn erase(
         segments_left: changes.iter().map(|change| change.segment).collect(),
         suppressed: true,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    //! The hand-written lookup answers are exactly what serde writes for their schema types.
+    use super::*;
+
+    #[test]
+    fn written_membership_equals_the_schema_type() {
+        for (profile, member) in [("u1", true), ("anon:dé\"v\\1\n", false)] {
+            let mut out = Vec::new();
+            write_membership(&mut out, SegmentId(42), profile, member);
+            let expected = serde_json::to_vec(&Membership {
+                segment_id: SegmentId(42),
+                profile: profile.into(),
+                member,
+            })
+            .unwrap();
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                String::from_utf8(expected).unwrap()
+            );
+        }
+        let shape = serde_json::to_value(SegmentsOf {
+            profile: "u1".into(),
+            segments: vec![SegmentEntry {
+                id: SegmentId(3),
+                name: "a \"b\"".into(),
+            }],
+        })
+        .unwrap();
+        assert_eq!(
+            shape,
+            serde_json::json!({"profile": "u1", "segments": [{"id": 3, "name": "a \"b\""}]})
+        );
+    }
 }

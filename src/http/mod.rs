@@ -14,6 +14,7 @@ pub mod console;
 pub mod error;
 pub mod ingest;
 pub mod membership;
+pub mod membership_text;
 pub mod metrics;
 pub mod openapi;
 pub mod operations;
@@ -105,7 +106,7 @@ pub struct ServiceOptions {
 /// State shared by every handler.
 pub struct ServiceState {
     pub engine: Arc<Engine>,
-    pub keys: Keys,
+    pub keys: auth::KeyRing,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub webhooks: webhooks::Webhooks,
@@ -150,7 +151,7 @@ impl ServiceState {
                 shutdown.subscribe(),
             ),
             engine,
-            keys: options.keys,
+            keys: auth::KeyRing::new(options.keys),
             in_flight: Arc::new(Semaphore::new(
                 options.limits.max_concurrent_requests.max(1),
             )),

@@ -104,7 +104,10 @@ async fn serve_connection(stream: TcpStream, app: Router, state: AppState) {
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_millis(limits.header_read_timeout_ms.max(1)))
-        .keep_alive(true);
+        .keep_alive(true)
+        // Pipelined requests (several written before the first answer is read) get
+        // their answers written together instead of one flush each.
+        .pipeline_flush(true);
     let connection = builder.serve_connection(io, service);
     tokio::pin!(connection);
     let mut shutdown = state.shutdown_signal();

@@ -151,6 +151,15 @@ pub(super) fn decode_events(
         }
         next_event += *event_count as usize;
         profile.properties = arenas.take(*arena_length as usize)?.to_vec();
+        // The arena is stored with the bytes of expired events; count them as garbage
+        // again, or the per-profile byte bound would treat them as live after a restart
+        // and drop events the running engine kept.
+        let referenced: u64 = profile
+            .events
+            .iter()
+            .map(|event| u64::from(event.properties_len))
+            .sum();
+        profile.garbage_bytes = (*arena_length as usize).saturating_sub(referenced as usize);
         for index in next_lifetime..next_lifetime + *lifetime_count as usize {
             // Packed entries hold 16-bit names and 48-bit counts; the name table
             // itself is checked by `EventStore::from_parts` below.
@@ -176,4 +185,40 @@ pub(super) fn decode_events(
     let property_names = name_tables.next().unwrap_or_default();
     EventStore::from_parts(retention_ms, event_names, property_names, profile_table)
         .map_err(damaged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::PropertyRef;
+    use std::borrow::Cow;
+
+    const DAY: i64 = 86_400_000;
+
+    /// Expired events leave garbage bytes in a profile's arena; the arena is stored
+    /// whole, so a loaded store must count them as garbage again (the per-profile byte
+    /// bound reads live bytes as `arena - garbage`).
+    #[test]
+    fn garbage_bytes_survive_a_round_trip() {
+        let mut store = EventStore::new(10 * DAY);
+        let now = 1_000 * DAY;
+        let text = "x".repeat(100);
+        let properties = [(Cow::Borrowed("blob"), PropertyRef::Str(&text))];
+        for days_ago in [9, 8, 1] {
+            store.insert(0, "viewed", now - days_ago * DAY, &properties, now);
+        }
+        let later = now + DAY + DAY / 2;
+        store.insert(0, "viewed", later, &properties, later);
+        let garbage = |store: &EventStore| {
+            store.profiles[0]
+                .as_ref()
+                .map(|profile| profile.garbage_bytes)
+        };
+        assert!(
+            garbage(&store).unwrap() > 0,
+            "an expired event's bytes stay"
+        );
+        let loaded = decode_events(&encode_events(&store), 10 * DAY, 1).unwrap();
+        assert_eq!(garbage(&loaded), garbage(&store));
+    }
 }
