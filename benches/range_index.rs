@@ -10,7 +10,12 @@
 //!   j; a query is one bitmap difference plus an exact check of one bucket's ids;
 //! - `sorted_prefix`: the ids sorted by value plus a prefix bitmap every 2,048 positions;
 //!   a query is a binary search, one bitmap difference and ≤ 2,047 single-id edits;
-//! - `scan`: every value compared (the floor any index must beat).
+//! - `scan`: every value compared (the floor any index must beat);
+//! - `column`: the engine's own path, `store::column::Column::compare_number` /
+//!   `compare_timestamp` over the whole shard, answering from the column's sorted range
+//!   index (built with `range_build_input` → `build` → `install_range`, as
+//!   `Engine::maintain_range_indexes` does), with a further row after 1% of each
+//!   shard's values changed since the build (answered through the dirty ids).
 //!
 //! Answers are checked equal across all four. Prints p50 over `SEGD_BENCH_RUNS` (default
 //! 50) runs and the index bytes per profile. Not a criterion bench: a quick table.
@@ -18,6 +23,9 @@
 use roaring::RoaringBitmap;
 use segd::demo::DemoGenerator;
 use segd::index::bsi::{BitSlicedIndex, KeyComparison};
+use segd::segment::ast::CompareOp;
+use segd::store::column::{Column, Number};
+use segd::store::value::{TraitType, TraitValue};
 use std::time::Instant;
 
 const SHARDS: usize = 16;
@@ -33,10 +41,20 @@ struct Shard {
     all: RoaringBitmap,
     sorted: Vec<(f64, u32)>,
     prefixes: Vec<RoaringBitmap>,
+    column: Column,
 }
 
 impl Shard {
-    fn build(values: Vec<f64>, key_of: impl Fn(f64) -> i64) -> Shard {
+    fn build(values: Vec<f64>, key_of: impl Fn(f64) -> i64, trait_type: TraitType) -> Shard {
+        let mut column = Column::new(trait_type);
+        let entries: Vec<(u32, TraitValue)> = values
+            .iter()
+            .enumerate()
+            .map(|(id, value)| (id as u32, typed(trait_type, *value)))
+            .collect();
+        column.extend_fresh(&entries);
+        let built = column.range_build_input().unwrap().build();
+        column.install_range(built);
         let keys: Vec<i64> = values.iter().map(|value| key_of(*value)).collect();
         let mut bsi = BitSlicedIndex::new();
         for (id, key) in keys.iter().enumerate() {
@@ -76,6 +94,26 @@ impl Shard {
             all,
             sorted,
             prefixes,
+            column,
+        }
+    }
+
+    /// The engine's column answering `value > threshold`.
+    fn greater_column(&self, threshold: f64) -> RoaringBitmap {
+        match self.column.trait_type() {
+            TraitType::Timestamp => {
+                self.column
+                    .compare_timestamp(CompareOp::Greater, threshold as i64, &self.all)
+            }
+            TraitType::Integer => self.column.compare_number(
+                CompareOp::Greater,
+                Number::Integer(threshold as i64),
+                &self.all,
+            ),
+            _ => {
+                self.column
+                    .compare_number(CompareOp::Greater, Number::Float(threshold), &self.all)
+            }
         }
     }
 
@@ -136,7 +174,19 @@ impl Shard {
         RoaringBitmap::from_sorted_iter(ids).unwrap()
     }
 
-    fn bytes(&self) -> [usize; 3] {
+    /// Changes 1% of the values (seeded) without rebuilding: they become dirty ids.
+    fn change_one_percent(&mut self, seed: u64) {
+        let count = self.values.len() as u64;
+        let trait_type = self.column.trait_type();
+        for step in 0..count / 100 {
+            let id = ((step * 7_919 + seed) % count) as u32;
+            let other = self.values[((step * 104_729 + seed) % count) as usize];
+            self.values[id as usize] = other;
+            self.column.set(id, &typed(trait_type, other));
+        }
+    }
+
+    fn bytes(&self) -> [usize; 4] {
         let range: usize = self
             .range_encoded
             .iter()
@@ -148,7 +198,20 @@ impl Shard {
             .map(RoaringBitmap::serialized_size)
             .sum::<usize>()
             + self.sorted.len() * 12;
-        [self.bsi.memory_bytes(), range, prefix]
+        [
+            self.bsi.memory_bytes(),
+            range,
+            prefix,
+            self.column.range_memory_bytes(),
+        ]
+    }
+}
+
+fn typed(trait_type: TraitType, value: f64) -> TraitValue {
+    match trait_type {
+        TraitType::Timestamp => TraitValue::Timestamp(value as i64),
+        TraitType::Integer => TraitValue::Integer(value as i64),
+        _ => TraitValue::Float(value),
     }
 }
 
@@ -205,22 +268,22 @@ fn main() {
             2 => (value / minute).floor() as i64,
             _ => value.floor() as i64,
         };
-        let shards: Vec<Shard> = columns[column]
+        let trait_type = [TraitType::Float, TraitType::Integer, TraitType::Timestamp][column];
+        let mut shards: Vec<Shard> = columns[column]
             .iter()
-            .map(|values| Shard::build(values.clone(), key_of))
+            .map(|values| Shard::build(values.clone(), key_of, trait_type))
             .collect();
         let expected: u64 = shards.iter().map(|s| s.greater_scan(threshold).len()).sum();
         let mut line = format!("{label}: {expected} of {profiles};");
         type Method = fn(&Shard, f64, i64) -> RoaringBitmap;
-        let methods: [(&str, Method); 4] = [
+        let methods: [(&str, Method); 5] = [
             ("bsi", |s, t, k| s.greater_bsi(t, k)),
             ("range_encoded", |s, t, _| s.greater_range_encoded(t)),
             ("sorted_prefix", |s, t, _| s.greater_sorted_prefix(t)),
             ("scan", |s, t, _| s.greater_scan(t)),
+            ("column", |s, t, _| s.greater_column(t)),
         ];
-        for (name, method) in methods {
-            let count: u64 = shards.iter().map(|s| method(s, threshold, key).len()).sum();
-            assert_eq!(count, expected, "{name} agrees with the scan on {label}");
+        let time = |shards: &[Shard], method: Method| {
             let timings: Vec<f64> = (0..runs)
                 .map(|_| {
                     let call = Instant::now();
@@ -229,17 +292,36 @@ fn main() {
                     call.elapsed().as_secs_f64() * 1e6
                 })
                 .collect();
-            line += &format!(" {name} {:.0} µs", p50(timings));
+            p50(timings)
+        };
+        for (name, method) in methods {
+            let count: u64 = shards.iter().map(|s| method(s, threshold, key).len()).sum();
+            assert_eq!(count, expected, "{name} agrees with the scan on {label}");
+            line += &format!(" {name} {:.0} µs", time(&shards, method));
         }
-        let bytes = shards
+        for (seed, shard) in shards.iter_mut().enumerate() {
+            shard.change_one_percent(seed as u64);
+        }
+        let expected_after: u64 = shards.iter().map(|s| s.greater_scan(threshold).len()).sum();
+        let column_after: Method = |s, t, _| s.greater_column(t);
+        let count: u64 = shards
             .iter()
-            .map(Shard::bytes)
-            .fold([0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
+            .map(|s| column_after(s, threshold, key).len())
+            .sum();
+        assert_eq!(
+            count, expected_after,
+            "column with 1% dirty agrees on {label}"
+        );
+        line += &format!(" column_1%_dirty {:.0} µs", time(&shards, column_after));
+        let bytes = shards.iter().map(Shard::bytes).fold([0; 4], |a, b| {
+            [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]
+        });
         line += &format!(
-            "; bytes/profile: bsi {:.1}, range_encoded {:.1}, sorted_prefix {:.1}",
+            "; bytes/profile: bsi {:.1}, range_encoded {:.1}, sorted_prefix {:.1}, column range index (1% dirty) {:.1}",
             bytes[0] as f64 / profiles as f64,
             bytes[1] as f64 / profiles as f64,
-            bytes[2] as f64 / profiles as f64
+            bytes[2] as f64 / profiles as f64,
+            bytes[3] as f64 / profiles as f64
         );
         println!("{line}");
     }

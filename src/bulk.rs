@@ -89,6 +89,8 @@ pub fn load_demo(
     for result in results {
         result?;
     }
+    // Queries right after a load answer from fresh range indexes, not stale ones.
+    engine.maintain_range_indexes();
     Ok(LoadReport {
         profiles: count,
         events: events_loaded.load(Ordering::Relaxed),

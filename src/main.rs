@@ -542,7 +542,13 @@ async fn run(config: ServeConfig) -> ExitCode {
                 _ = ticker_shutdown.changed() => return,
             }
             let database = ticker_database.clone();
-            match tokio::task::spawn_blocking(move || database.tick()).await {
+            // Range indexes are rebuilt after the tick, outside the ingest lock.
+            let work = move || {
+                let ticked = database.tick();
+                database.engine().maintain_range_indexes();
+                ticked
+            };
+            match tokio::task::spawn_blocking(work).await {
                 Ok(Err(error)) => tracing::error!(%error, "time-driven re-evaluation refused"),
                 Err(_) => tracing::error!("time-driven re-evaluation panicked"),
                 Ok(Ok(_)) => {}

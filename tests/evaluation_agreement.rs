@@ -3,18 +3,25 @@
 //! the per-profile evaluator and the naive reference evaluator select the same profiles.
 //! A second round of random updates and deletions then checks that incrementally
 //! maintained membership of stored segments equals all three.
+//!
+//! A third property runs range conditions (integer, float, timestamp) against the sorted
+//! range indexes: built, then with values changed since the build (answered through
+//! the dirty ids), rebuilt, and rebuilt again when a snapshot is loaded; counts
+//! (preview) are checked as well as member sets, since counting takes its own path.
+
+mod common;
 
 use proptest::prelude::*;
 use segd::clock::ManualClock;
 use segd::engine::{Engine, EngineOptions, RuleInput};
+use segd::persist::{Database, DatabaseOptions};
 use segd::segment::ast::{CompareOp, Literal, Recency, Rule, Span, TextOp, TimeUnit};
 use segd::segment::reference::{self, ReferenceProfile, SegmentOracle};
 use segd::store::value::{flatten_traits, TraitValue};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 
-const NOW_MS: i64 = 1_750_000_000_000;
-const DAY_MS: i64 = 86_400_000;
+use common::strategies::{DAY_MS, NOW_MS};
 
 fn string_value() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -47,8 +54,9 @@ fn float_value() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Thirds of days around now, some a millisecond apart (ties and ms boundaries).
 fn timestamp_value() -> impl Strategy<Value = i64> {
-    (-400i64..30).prop_map(|days| NOW_MS + days * DAY_MS / 3)
+    (-400i64..30, 0i64..3).prop_map(|(days, millis)| NOW_MS + days * DAY_MS / 3 + millis)
 }
 
 /// Traits for one profile; each name has one fixed type, any may be missing.
@@ -110,7 +118,68 @@ fn number_literal() -> impl Strategy<Value = Literal> {
     ]
 }
 
+/// Leaves of every kind; a quarter are the numeric and timestamp ranges of [`range_leaf`].
 fn leaf() -> impl Strategy<Value = Rule> {
+    prop_oneof![1 => range_leaf(), 3 => other_leaf()]
+}
+
+/// Integer, float and timestamp ranges: `>`, `>=`, `<`, `<=`, `=`, `!=`, `between`,
+/// relative windows (`within last N days`, ...).
+fn range_leaf() -> impl Strategy<Value = Rule> {
+    prop_oneof![
+        (
+            prop_oneof![Just("i0"), Just("f0")],
+            compare_op(),
+            number_literal()
+        )
+            .prop_map(|(t, op, v)| Rule::Compare {
+                trait_name: t.to_string(),
+                op,
+                value: v
+            }),
+        (
+            prop_oneof![Just("i0"), Just("f0")],
+            number_literal(),
+            number_literal()
+        )
+            .prop_map(|(t, low, high)| Rule::Between {
+                trait_name: t.to_string(),
+                low,
+                high
+            }),
+        (compare_op(), timestamp_value()).prop_map(|(op, v)| Rule::Compare {
+            trait_name: "t0".into(),
+            op,
+            value: Literal::String(segd::store::value::format_timestamp(v))
+        }),
+        (
+            prop_oneof![
+                Just(Recency::WithinLast),
+                Just(Recency::MoreThanAgo),
+                Just(Recency::LessThanAgo),
+                Just(Recency::WithinNext)
+            ],
+            1u32..100
+        )
+            .prop_map(|(recency, amount)| Rule::Recent {
+                trait_name: "t0".into(),
+                recency,
+                span: Span {
+                    amount,
+                    unit: TimeUnit::Days
+                }
+            }),
+        (timestamp_value(), timestamp_value()).prop_map(|(low, high)| Rule::Between {
+            trait_name: "t0".into(),
+            low: Literal::String(segd::store::value::format_timestamp(low)),
+            high: Literal::String(segd::store::value::format_timestamp(high)),
+        }),
+    ]
+}
+
+/// Every other leaf: strings, text, number lists, booleans, lists, presence, unknown
+/// traits, random buckets, segment references.
+fn other_leaf() -> impl Strategy<Value = Rule> {
     let string_trait = prop_oneof![Just("s0".to_string()), Just("nested.s1".to_string())];
     prop_oneof![
         (string_trait.clone(), compare_op(), string_value()).prop_map(|(t, op, v)| Rule::Compare {
@@ -144,26 +213,6 @@ fn leaf() -> impl Strategy<Value = Rule> {
             }),
         (
             prop_oneof![Just("i0"), Just("f0")],
-            compare_op(),
-            number_literal()
-        )
-            .prop_map(|(t, op, v)| Rule::Compare {
-                trait_name: t.to_string(),
-                op,
-                value: v
-            }),
-        (
-            prop_oneof![Just("i0"), Just("f0")],
-            number_literal(),
-            number_literal()
-        )
-            .prop_map(|(t, low, high)| Rule::Between {
-                trait_name: t.to_string(),
-                low,
-                high
-            }),
-        (
-            prop_oneof![Just("i0"), Just("f0")],
             proptest::collection::vec(number_literal(), 0..3),
             any::<bool>()
         )
@@ -180,28 +229,6 @@ fn leaf() -> impl Strategy<Value = Rule> {
                 trait_name: "b0".into(),
                 op,
                 value: Literal::Bool(v)
-            }),
-        (compare_op(), timestamp_value()).prop_map(|(op, v)| Rule::Compare {
-            trait_name: "t0".into(),
-            op,
-            value: Literal::String(segd::store::value::format_timestamp(v))
-        }),
-        (
-            prop_oneof![
-                Just(Recency::WithinLast),
-                Just(Recency::MoreThanAgo),
-                Just(Recency::LessThanAgo),
-                Just(Recency::WithinNext)
-            ],
-            1u32..100
-        )
-            .prop_map(|(recency, amount)| Rule::Recent {
-                trait_name: "t0".into(),
-                recency,
-                span: Span {
-                    amount,
-                    unit: TimeUnit::Days
-                }
             }),
         (prop_oneof![Just("vip"), Just("beta"), Just("nope")]).prop_map(|item| Rule::Text {
             trait_name: "l0".into(),
@@ -429,5 +456,135 @@ fn strip_segment_refs(rule: Rule) -> Rule {
             rule: Box::new(strip_segment_refs(*rule)),
         },
         other => other,
+    }
+}
+
+/// Range leaves alone and inside `and`/`or`/`not` with other leaves (so ranges run on
+/// narrowed universes and as the counted last step of an `and`).
+fn range_probe() -> impl Strategy<Value = Rule> {
+    prop_oneof![
+        range_leaf(),
+        (range_leaf(), other_leaf()).prop_map(|(a, b)| Rule::And { rules: vec![a, b] }),
+        (other_leaf(), range_leaf(), range_leaf()).prop_map(|(a, b, c)| Rule::And {
+            rules: vec![a, b, c]
+        }),
+        (range_leaf(), range_leaf()).prop_map(|(a, b)| Rule::Or { rules: vec![a, b] }),
+        range_leaf().prop_map(|rule| Rule::Not {
+            rule: Box::new(rule)
+        }),
+    ]
+    .prop_map(strip_segment_refs)
+}
+
+/// [`check_all`] plus the preview count and sample (the count path).
+fn check_ranges(
+    engine: &Engine,
+    model: &BTreeMap<String, ReferenceProfile>,
+    probes: &[Rule],
+    round: &str,
+) -> Result<(), TestCaseError> {
+    let rules = BTreeMap::new();
+    let oracle = Oracle {
+        rules: &rules,
+        salt: None,
+    };
+    for probe in probes {
+        check_all(engine, model, &rules, probe)?;
+        let expected: BTreeSet<String> = model
+            .iter()
+            .filter(|(_, profile)| reference::evaluate(probe, profile, &oracle, NOW_MS))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let preview = engine.preview(RuleInput::Ast(probe.clone()), 10).unwrap();
+        prop_assert_eq!(
+            preview.count,
+            expected.len() as u64,
+            "{}: preview count of {:?}",
+            round,
+            probe
+        );
+        for member in &preview.sample {
+            prop_assert!(
+                expected.contains(member),
+                "{}: sample {} of {:?}",
+                round,
+                member,
+                probe
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Updates (and deletions) of random profiles, applied to the engine and the model.
+fn update(
+    engine: &Engine,
+    model: &mut BTreeMap<String, ReferenceProfile>,
+    profile_count: usize,
+    updates: Vec<(usize, Map<String, Value>, bool)>,
+) {
+    for (index, traits, delete) in updates {
+        let user = format!("user{}", index % profile_count);
+        if !model.contains_key(&user) {
+            continue;
+        }
+        if delete && index % 4 == 0 {
+            engine.delete_profile(&user).unwrap();
+            model.remove(&user);
+        } else {
+            engine.identify(Some(&user), None, &traits).unwrap();
+            apply(model.get_mut(&user).unwrap(), &traits);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn range_indexes_agree_through_changes_rebuilds_and_snapshots(
+        profiles in proptest::collection::vec(traits(), 1..40),
+        probes in proptest::collection::vec(range_probe(), 1..5),
+        changes in proptest::collection::vec((0usize..40, traits(), any::<bool>()), 1..20),
+        more_changes in proptest::collection::vec((0usize..40, traits(), any::<bool>()), 0..20),
+    ) {
+        let dir = common::ScratchDir::new("range-index");
+        let options = || DatabaseOptions {
+            engine: EngineOptions { shards: 3, ..EngineOptions::default() },
+            ..DatabaseOptions::new(&dir.0)
+        };
+        let (database, _) = Database::open(options(), ManualClock::new(NOW_MS)).unwrap();
+        let engine = database.engine().clone();
+        let mut model: BTreeMap<String, ReferenceProfile> = BTreeMap::new();
+        engine.identify(Some("typer"), None, json!({"f0": 0.5, "i0": 1}).as_object().unwrap()).unwrap();
+        engine.delete_profile("typer").unwrap();
+        for (index, traits) in profiles.iter().enumerate() {
+            let user = format!("user{index}");
+            engine.identify(Some(&user), None, traits).unwrap();
+            model.insert(user.clone(), reference_profile(&user, traits, true));
+        }
+        engine.maintain_range_indexes();
+        let (built, missing, dirty) = engine.range_index_status();
+        prop_assert!(built > 0 && missing == 0 && dirty == 0, "built {} missing {} dirty {}", built, missing, dirty);
+        check_ranges(&engine, &model, &probes, "built")?;
+
+        // Changed since the build: the dirty ids are decided from the values.
+        update(&engine, &mut model, profiles.len(), changes);
+        check_ranges(&engine, &model, &probes, "dirty")?;
+
+        engine.maintain_range_indexes();
+        prop_assert_eq!(engine.range_index_status().2, 0, "a rebuild leaves nothing dirty");
+        check_ranges(&engine, &model, &probes, "rebuilt")?;
+
+        update(&engine, &mut model, profiles.len(), more_changes);
+        database.snapshot_now().unwrap();
+        drop(engine);
+        database.close().unwrap();
+        drop(database);
+        let (database, _) = Database::open(options(), ManualClock::new(NOW_MS)).unwrap();
+        let engine = database.engine().clone();
+        let (built, missing, dirty) = engine.range_index_status();
+        prop_assert!(missing == 0 && dirty == 0, "loaded: built {} missing {} dirty {}", built, missing, dirty);
+        check_ranges(&engine, &model, &probes, "loaded")?;
     }
 }

@@ -14,6 +14,7 @@ mod mutation;
 mod prepare;
 mod profiles;
 mod query;
+mod range_indexes;
 mod segments;
 mod time;
 
@@ -344,6 +345,8 @@ pub struct Engine {
     /// skip) and rewrite every assigned trait, re-evaluating its segments, even when
     /// its value is unchanged — so tests can compare the skips with the full work.
     pub(crate) reference_mode: std::sync::atomic::AtomicBool,
+    /// Held by the one `maintain_range_indexes` running (others skip, never wait).
+    pub(crate) range_builds: parking_lot::Mutex<()>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -391,6 +394,7 @@ impl Engine {
             suppressed: dashmap::DashSet::new(),
             counters: EngineCounters::default(),
             reference_mode: std::sync::atomic::AtomicBool::new(false),
+            range_builds: parking_lot::Mutex::new(()),
             clock,
             plan_cache: Default::default(),
             lanes: std::sync::OnceLock::new(),

@@ -122,6 +122,8 @@ pub fn import_csv(
 /// Recomputes every dynamic segment (dependency order) over the whole population.
 fn evaluate_segments(engine: &Engine, record_changes: bool) -> Duration {
     let started = Instant::now();
+    // Segment evaluation below answers range conditions from fresh indexes.
+    engine.maintain_range_indexes();
     let order = engine.registry.read().order().to_vec();
     let progress = crate::progress::phase(
         "evaluating segments",

@@ -264,6 +264,8 @@ impl Database {
             let mut state = database.ingest.lock();
             database.reserve(&mut state, 0)?;
         }
+        // Range indexes are not in snapshots: rebuilt here, after replay.
+        database.engine.maintain_range_indexes();
         Ok((database, recovered.report))
     }
 

@@ -18,8 +18,9 @@ use crate::segment::behavior;
 pub use crate::segment::behavior::EventPass;
 use crate::segment::compile::{Condition, Predicate};
 use crate::store::column::{
-    compare_numbers, ordering_satisfies, text_matches, Column, ColumnData, Number,
+    compare_numbers, ordering_satisfies, text_matches, Column, ColumnData, Interval, Number,
 };
+use crate::store::value::TraitType;
 use crate::store::Shard;
 use roaring::RoaringBitmap;
 
@@ -128,7 +129,7 @@ pub fn count_sample(
     if let Condition::And(children) = condition {
         let order = and_order(children, shard, universe);
         if let Some((last, rest)) = order.split_last() {
-            if plain_bitmap(last, shard).is_some() {
+            if plain_bitmap(last, shard).is_some() || indexed_range(last, shard, now_ms).is_some() {
                 let mut current = universe.clone();
                 for child in rest {
                     current = matching(child, shard, &current, now_ms);
@@ -147,8 +148,49 @@ pub fn count_sample(
             sample_of_intersection(universe, bitmap, count, sample),
         );
     }
+    if let Some((column, interval)) = indexed_range(condition, shard, now_ms) {
+        if !column.few_candidates(universe) {
+            if let Some(answer) = column.interval_count_sample(&interval, universe, sample) {
+                return answer;
+            }
+        }
+    }
     let members = matching(condition, shard, universe, now_ms);
     (members.len(), members.iter().take(sample).collect())
+}
+
+/// The column and value interval of a numeric or timestamp range leaf whose column has a
+/// usable sorted range index (so it can be counted without building its answer).
+fn indexed_range<'a>(
+    condition: &Condition,
+    shard: &'a Shard,
+    now_ms: i64,
+) -> Option<(&'a Column, Interval)> {
+    let Condition::Trait { column, predicate } = condition else {
+        return None;
+    };
+    let column = shard.column(*column)?;
+    if !column.range_index_usable() {
+        return None;
+    }
+    let numeric = matches!(column.trait_type(), TraitType::Integer | TraitType::Float);
+    let timestamp = column.trait_type() == TraitType::Timestamp;
+    let interval = match predicate {
+        Predicate::NumberCompare { op, value } if numeric => Interval::compare(*op, *value)?,
+        Predicate::NumberBetween { low, high } if numeric => Interval::between(*low, *high),
+        Predicate::TimestampCompare { op, millis } if timestamp => {
+            Interval::compare(*op, Number::Integer(*millis))?
+        }
+        Predicate::TimestampBetween { low_ms, high_ms } if timestamp => {
+            Interval::between(Number::Integer(*low_ms), Number::Integer(*high_ms))
+        }
+        Predicate::TimestampRecent { recency, span_ms } if timestamp => {
+            let (low, high) = recency_range(*recency, *span_ms, now_ms);
+            Interval::between(Number::Integer(low), Number::Integer(high))
+        }
+        _ => return None,
+    };
+    Some((column, interval))
 }
 
 /// The first `sample` ids of `left ∩ right` (which holds `count` ids) without building
@@ -327,11 +369,7 @@ fn timestamp_range(
     high_ms: i64,
     universe: &RoaringBitmap,
 ) -> RoaringBitmap {
-    if low_ms > high_ms {
-        return RoaringBitmap::new();
-    }
-    let at_least = column.compare_timestamp(CompareOp::GreaterOrEqual, low_ms, universe);
-    column.compare_timestamp(CompareOp::LessOrEqual, high_ms, &at_least)
+    column.between_timestamps(low_ms, high_ms, universe)
 }
 
 /// Whether one profile matches `condition`.

@@ -692,7 +692,7 @@ fn decode_column(bytes: &[u8], profiles: usize) -> Result<Column, FormatError> {
     if !input.is_empty() {
         return Err(damaged("trailing bytes after the column"));
     }
-    Ok(Column { present, data })
+    Ok(Column::from_parts(present, data))
 }
 
 /// One stored identifier: `length` bytes of UTF-8 from `input`.
