@@ -419,9 +419,6 @@ impl http::SnapshotHook for DatabaseSnapshots {
     }
 }
 
-/// How often time-driven membership changes are applied (well inside the 1 s promise).
-const TICK_INTERVAL_MS: u64 = 250;
-
 async fn run(config: ServeConfig) -> ExitCode {
     warn_open_scopes(&config);
     if let Some(settings) = config.cluster.clone() {
@@ -532,28 +529,11 @@ async fn run(config: ServeConfig) -> ExitCode {
         .then(|| database.start_snapshots(Duration::from_secs(config.snapshot_interval_s)));
     // Time-driven changes: pop due timers a few times a second.
     let ticker_database = database.clone();
-    let mut ticker_shutdown = state.shutdown_signal();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = ticker_shutdown.changed() => return,
-            }
-            let database = ticker_database.clone();
-            // Range indexes are rebuilt after the tick, outside the ingest lock.
-            let work = move || {
-                let ticked = database.tick();
-                database.engine().maintain_range_indexes();
-                ticked
-            };
-            match tokio::task::spawn_blocking(work).await {
-                Ok(Err(error)) => tracing::error!(%error, "time-driven re-evaluation refused"),
-                Err(_) => tracing::error!("time-driven re-evaluation panicked"),
-                Ok(Ok(_)) => {}
-            }
-        }
+    cli::spawn_ticker(state.shutdown_signal(), move || {
+        let ticked = ticker_database.tick().map_err(|error| error.to_string());
+        // Range indexes are rebuilt after the tick, outside the ingest lock.
+        ticker_database.engine().maintain_range_indexes();
+        ticked.map(drop)
     });
     // The demo data set is loaded only into an empty data directory, then made durable
     // by a snapshot (it is bulk-loaded, not written record by record to the WAL).

@@ -16,14 +16,14 @@
 
 mod common;
 
-use common::process::{free_address, segd, ServeProcess};
+use common::process::{free_address, http_json, segd, ServeProcess};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use segd::cluster::partition_of_key;
 use segd::engine::{Engine, EngineOptions, Mutation, RuleInput};
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -121,31 +121,7 @@ fn http(
     path: &str,
     body: Option<&Value>,
 ) -> std::io::Result<(u16, Value)> {
-    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5))?;
-    stream.set_read_timeout(Some(Duration::from_secs(20)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes())?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response)?;
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0);
-    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-    let json_text = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
-        (Some(start), Some(end)) if end >= start => &body[start..=end],
-        _ => "null",
-    };
-    Ok((
-        status,
-        serde_json::from_str(json_text).unwrap_or(Value::Null),
-    ))
+    http_json(address, method, path, None, body, Duration::from_secs(20))
 }
 
 fn start_node(root: &std::path::Path, urls: &[String], node: &str) -> ServeProcess {

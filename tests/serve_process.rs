@@ -6,11 +6,10 @@
 
 mod common;
 
-use common::process::ServeProcess;
+use common::process::{http_json, ServeProcess};
 use common::temp_data_dir;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::TcpStream;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,37 +61,14 @@ impl Server {
         authorization: Option<String>,
         body: Option<&Value>,
     ) -> std::io::Result<(u16, Value)> {
-        let mut stream = TcpStream::connect_timeout(&self.address, Duration::from_secs(5))?;
-        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-        let body = body.map(|b| b.to_string()).unwrap_or_default();
-        let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        );
-        if let Some(authorization) = authorization {
-            request.push_str(&format!("Authorization: {authorization}\r\n"));
-        }
-        request.push_str("\r\n");
-        request.push_str(&body);
-        stream.write_all(request.as_bytes())?;
-        let mut response = Vec::new();
-        stream.read_to_end(&mut response)?;
-        let text = String::from_utf8_lossy(&response);
-        let status = text
-            .split(' ')
-            .nth(1)
-            .and_then(|code| code.parse().ok())
-            .unwrap_or(0);
-        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
-        // Chunked bodies: take the JSON between the chunk sizes.
-        let json_text = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
-            (Some(start), Some(end)) if end >= start => &body[start..=end],
-            _ => "null",
-        };
-        Ok((
-            status,
-            serde_json::from_str(json_text).unwrap_or(Value::Null),
-        ))
+        http_json(
+            self.address,
+            method,
+            path,
+            authorization.as_deref(),
+            body,
+            Duration::from_secs(10),
+        )
     }
 
     fn admin(&self, method: &str, path: &str, body: Option<&Value>) -> (u16, Value) {

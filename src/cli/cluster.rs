@@ -7,9 +7,6 @@ use segd::http::{self, ServiceOptions, ServiceState};
 use std::process::ExitCode;
 use std::time::Duration;
 
-/// How often partition engines apply time-driven changes (as a single node's ticker).
-const TICK_INTERVAL_MS: u64 = 250;
-
 /// Runs a cluster node until SIGTERM / Ctrl-C, then releases its leases.
 pub async fn serve(config: ServeConfig, settings: ClusterSettings) -> ExitCode {
     if config.demo {
@@ -56,23 +53,9 @@ pub async fn serve(config: ServeConfig, settings: ClusterSettings) -> ExitCode {
         "segd cluster node listening"
     );
     let ticker = cluster.clone();
-    let mut ticker_shutdown = state.shutdown_signal();
-    tokio::spawn(async move {
-        let mut interval = tokio::time::interval(Duration::from_millis(TICK_INTERVAL_MS));
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = interval.tick() => {}
-                _ = ticker_shutdown.changed() => return,
-            }
-            let cluster = ticker.clone();
-            if tokio::task::spawn_blocking(move || cluster.tick())
-                .await
-                .is_err()
-            {
-                tracing::error!("time-driven re-evaluation panicked");
-            }
-        }
+    super::spawn_ticker(state.shutdown_signal(), move || {
+        ticker.tick();
+        Ok(())
     });
     let result = http::serve(listener, state, http::shutdown_signal()).await;
     cluster.leave().await;

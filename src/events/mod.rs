@@ -352,13 +352,6 @@ impl ProfileEvents {
         self.properties = compacted;
         self.garbage_bytes = 0;
     }
-
-    fn memory_bytes(&self) -> usize {
-        std::mem::size_of::<ProfileEvents>()
-            + self.events.capacity() * std::mem::size_of::<StoredEvent>()
-            + self.properties.capacity()
-            + self.lifetime.capacity() * std::mem::size_of::<LifetimeEntry>()
-    }
 }
 
 /// One profile's stored events of one name, oldest first (see
@@ -1113,32 +1106,13 @@ impl EventStore {
         memory
     }
 
+    /// Approximate heap bytes: the sum of [`EventStore::memory_breakdown`].
     pub fn memory_bytes(&self) -> usize {
-        let profiles: usize = self
-            .profiles
+        self.memory_breakdown()
+            .rows()
             .iter()
-            .flatten()
-            .map(|profile| profile.memory_bytes())
-            .sum();
-        let bitmaps: usize = self
-            .with_event
-            .iter()
-            .map(|bitmap| bitmap.serialized_size())
-            .sum::<usize>()
-            + self
-                .index
-                .iter()
-                .map(NameIndex::memory_bytes)
-                .sum::<usize>();
-        profiles
-            + self.profiles.capacity() * std::mem::size_of::<Option<Box<ProfileEvents>>>()
-            + bitmaps
-            + self
-                .name_list
-                .iter()
-                .chain(self.property_list.iter())
-                .map(|name| name.len() * 2 + 48)
-                .sum::<usize>()
+            .map(|(_, bytes)| bytes)
+            .sum()
     }
 }
 

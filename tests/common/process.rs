@@ -74,3 +74,48 @@ impl Drop for ServeProcess {
         let _ = self.child.wait();
     }
 }
+
+/// One HTTP/1.1 request with `Connection: close` to a server on loopback; the status
+/// and the JSON body of the answer (`null` when there is none; chunked bodies are read
+/// as the JSON between the chunk sizes).
+pub fn http_json(
+    address: SocketAddr,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+    body: Option<&serde_json::Value>,
+    read_timeout: std::time::Duration,
+) -> std::io::Result<(u16, serde_json::Value)> {
+    use std::io::{Read, Write};
+    let mut stream =
+        std::net::TcpStream::connect_timeout(&address, std::time::Duration::from_secs(5))?;
+    stream.set_read_timeout(Some(read_timeout))?;
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(authorization) = authorization {
+        request.push_str(&format!("Authorization: {authorization}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(&body);
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response);
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+    let json_text = match (body.find(['{', '[']), body.rfind(['}', ']'])) {
+        (Some(start), Some(end)) if end >= start => &body[start..=end],
+        _ => "null",
+    };
+    Ok((
+        status,
+        serde_json::from_str(json_text).unwrap_or(serde_json::Value::Null),
+    ))
+}
