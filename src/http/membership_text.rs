@@ -179,16 +179,7 @@ async fn json_form(state: &AppState, body: BulkCheck) -> Result<BulkAnswer, ApiE
     }
     let mut segments: Vec<(String, SegmentId)> = Vec::with_capacity(body.segments.len());
     for (index, segment) in body.segments.iter().enumerate() {
-        let name = match segment {
-            Value::String(text) => text.clone(),
-            Value::Number(number) => number.to_string(),
-            _ => {
-                return Err(ApiError::invalid_field(
-                    &format!("segments[{index}]"),
-                    "segments are ids (numbers) or names (strings)",
-                ))
-            }
-        };
+        let name = crate::http::segments::segment_reference(segment, index)?;
         let id = resolve_segment(&state.engine, &name)?;
         segments.push((name, id));
     }

@@ -34,6 +34,19 @@ pub const DEFAULT_PAGE_SIZE: usize = 1_000;
 /// Most profile ids listed back in a diff or in `unknown_profiles`.
 pub const MAX_LISTED_IDS: usize = 100;
 
+/// The text of a segment reference in a JSON list (`segments[index]`): an id as a
+/// number or an id or name as a string.
+pub fn segment_reference(value: &serde_json::Value, index: usize) -> Result<String, ApiError> {
+    match value {
+        serde_json::Value::String(text) => Ok(text.clone()),
+        serde_json::Value::Number(number) => Ok(number.to_string()),
+        _ => Err(ApiError::invalid_field(
+            &format!("segments[{index}]"),
+            "segments are ids (numbers) or names (strings)",
+        )),
+    }
+}
+
 /// Finds a segment by id or name.
 pub fn resolve_segment(engine: &Engine, id_or_name: &str) -> Result<SegmentId, ApiError> {
     engine.segment_id(id_or_name).ok_or_else(|| {

@@ -532,16 +532,7 @@ pub async fn register(
         Some(list) => {
             let mut ids = Vec::with_capacity(list.len());
             for (index, segment) in list.iter().enumerate() {
-                let name = match segment {
-                    Value::String(text) => text.clone(),
-                    Value::Number(number) => number.to_string(),
-                    _ => {
-                        return Err(ApiError::invalid_field(
-                            &format!("segments[{index}]"),
-                            "segments are ids (numbers) or names (strings)",
-                        ))
-                    }
-                };
+                let name = crate::http::segments::segment_reference(segment, index)?;
                 ids.push(resolve_segment(&state.engine, &name)?.0);
             }
             ids.sort_unstable();

@@ -10,6 +10,18 @@ use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashMap};
 
 impl Column {
+    /// Whether a bulk write's ids are strictly increasing and none holds a value yet
+    /// (the precondition of the fresh-profile fast paths); `first` is the first id.
+    fn is_fresh_run<T>(&self, first: u32, entries: &[(u32, T)]) -> bool {
+        entries.windows(2).all(|pair| pair[0].0 < pair[1].0)
+            && match self.present.max() {
+                Some(max) if max >= first => {
+                    entries.iter().all(|(id, _)| !self.present.contains(*id))
+                }
+                _ => true,
+            }
+    }
+
     /// Stores values for profiles that hold none in this column yet (bulk import),
     /// building each bitmap in one pass instead of one insert per value. `entries`
     /// must be sorted by id, strictly increasing; anything else (or a value of the
@@ -18,14 +30,7 @@ impl Column {
         let Some(&(first, _)) = entries.first() else {
             return;
         };
-        let ordered = entries.windows(2).all(|pair| pair[0].0 < pair[1].0);
-        let fresh = ordered
-            && match self.present.max() {
-                Some(max) if max >= first => {
-                    entries.iter().all(|(id, _)| !self.present.contains(*id))
-                }
-                _ => true,
-            };
+        let fresh = self.is_fresh_run(first, entries);
         let column_type = self.trait_type();
         if !fresh
             || entries
@@ -158,14 +163,7 @@ impl Column {
         let Some(&(first, _)) = entries.first() else {
             return;
         };
-        let ordered = entries.windows(2).all(|pair| pair[0].0 < pair[1].0);
-        let fresh = ordered
-            && match self.present.max() {
-                Some(max) if max >= first => {
-                    entries.iter().all(|(id, _)| !self.present.contains(*id))
-                }
-                _ => true,
-            };
+        let fresh = self.is_fresh_run(first, entries);
         let last = entries[entries.len() - 1].0;
         match &mut self.data {
             ColumnData::Dictionary(dictionary) if fresh => {
