@@ -6,7 +6,6 @@ use super::strings::PassThroughHash;
 use super::{grow, Column, ColumnData, ABSENT_CODE, DICTIONARY_LIMIT, SMALL_VALUE_LIMIT};
 use crate::index::bsi::add_sorted;
 use crate::store::value::TraitValue;
-use roaring::RoaringBitmap;
 use std::collections::{BTreeMap, HashMap};
 
 impl Column {
@@ -133,16 +132,7 @@ impl Column {
                         continue;
                     };
                     for item in list {
-                        let code = match lookup.get(item.as_str()) {
-                            Some(code) => *code,
-                            None => {
-                                let code = items.len() as u32;
-                                items.push(item.as_str().into());
-                                lookup.insert(item.as_str().into(), code);
-                                members.push(RoaringBitmap::new());
-                                code
-                            }
-                        };
+                        let code = super::list_item_code(items, lookup, members, item);
                         if per_code.len() <= code as usize {
                             per_code.resize_with(code as usize + 1, Vec::new);
                         }

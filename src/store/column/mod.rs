@@ -82,6 +82,24 @@ pub enum ColumnData {
     },
 }
 
+/// The code of a list item in a list column, added (with an empty member bitmap) on
+/// first sight.
+pub(super) fn list_item_code(
+    items: &mut Vec<Box<str>>,
+    lookup: &mut HashMap<Box<str>, u32>,
+    members: &mut Vec<RoaringBitmap>,
+    item: &str,
+) -> u32 {
+    if let Some(code) = lookup.get(item) {
+        return *code;
+    }
+    let code = items.len() as u32;
+    items.push(item.into());
+    lookup.insert(item.into(), code);
+    members.push(RoaringBitmap::new());
+    code
+}
+
 /// One trait column of one shard.
 #[derive(Clone, Debug)]
 pub struct Column {
@@ -278,16 +296,7 @@ impl Column {
                     }
                 }
                 for item in list {
-                    let code = match lookup.get(item.as_str()) {
-                        Some(code) => *code,
-                        None => {
-                            let code = items.len() as u32;
-                            items.push(item.as_str().into());
-                            lookup.insert(item.as_str().into(), code);
-                            members.push(RoaringBitmap::new());
-                            code
-                        }
-                    };
+                    let code = list_item_code(items, lookup, members, item);
                     members[code as usize].insert(id);
                 }
             }
